@@ -1,0 +1,58 @@
+# Course bundle for "In-class exercise 9: Deep Learning (Part 1B)".
+# This Makefile is the table of contents: every job the bundle does is a target here.
+#
+#   make demo      set everything up, build the release, grade the sample class (the main job)
+#   make test      the whole test suite (what CI runs)
+#
+# Building blocks, in the order `make demo` uses them:
+#   make venv          .venv from the exact pins in requirements.txt + constraints.txt
+#   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test)
+#   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
+#   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
+#   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
+
+ASSIGNMENT := ex09_backprop
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(CURDIR)/$(VENV)/bin
+# nbgrader shells out to alembic, so the venv's bin must come first on PATH.
+export PATH := $(BIN):$(PATH)
+# One BLAS thread per process: kernels run side by side and must not oversubscribe the cores.
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: demo test venv system-deps release instructor validate clean
+
+demo: venv system-deps release instructor
+	@echo "demo: release built in release/$(ASSIGNMENT)/, instructor notebook reproduces the seed (see above)"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+system-deps:
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing Debian packages bubblewrap and chromium (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null; }
+
+# nn.py has one home, the top level; the assignment gets a build copy (git-ignored in source/).
+release: venv
+	cp nn.py source/$(ASSIGNMENT)/nn.py
+	nbgrader generate_assignment $(ASSIGNMENT) --force --log-level=WARN
+	@echo "release: wrote release/$(ASSIGNMENT)/ ($$(ls release/$(ASSIGNMENT) | tr '\n' ' '))"
+
+instructor: release
+	$(BIN)/python -m grading.run_instructor source/$(ASSIGNMENT)/backprop.ipynb
+
+validate: release
+	nbgrader validate source/$(ASSIGNMENT)/backprop.ipynb
+	! nbgrader validate release/$(ASSIGNMENT)/backprop.ipynb
+
+test: venv system-deps release
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf gradebook.db submitted autograded/*/ feedback reports source/$(ASSIGNMENT)/nn.py
