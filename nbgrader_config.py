@@ -3,13 +3,43 @@
 Everything an instructor may want to change about grading is set here, through nbgrader's traitlets.
 """
 import os
+import sys
 
 c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
+
+# The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "ex09-backprop"
-c.CourseDirectory.db_assignments = [{"name": "ex09_backprop"}]
 
 # What students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Late submissions lose 10 % of their score per started day after the due date (grading/late_penalty.py).
+c.AssignLatePenalties.plugin_class = "grading.late_penalty.PercentPerDayLate"
+c.PercentPerDayLate.percent_per_day = 10.0
+
+# Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
+# hidden tests into each test cell and nbgrader would otherwise print them in the feedback (nbgrader issue 1363).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
+# (grading/execute.py, grading/sandbox.py): nbgrader's own pipeline with its Execute step replaced.
+c.Autograde.autograde_preprocessors = [
+    "grading.execute.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
+c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
+c.TrustedExecute.max_output_bytes_per_cell = 1 << 20

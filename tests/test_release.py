@@ -60,8 +60,12 @@ def test_release_runs_top_to_bottom_and_only_stubs_fail(tmp_path):
     shutil.copytree(RELEASE_DIR, work)
     nb = nbformat.read(work / "backprop.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, allow_errors=True, resources={"metadata": {"path": str(work)}}).execute()
-    errors = [(c.id, o.ename) for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors and {ename for _, ename in errors} == {"NotImplementedError"}, errors
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    raised = [next((o.ename for o in c.outputs if o.output_type == "error"), None) for c in code]
+    assert raised.count("NotImplementedError") >= 4, raised  # every cell that calls a stub
+    for before, (cell, ename) in zip([None] + raised, zip(code, raised)):
+        # The only other failures: a cell printing the results of the stubbed cell just above it.
+        assert ename in (None, "NotImplementedError") or (ename == "NameError" and before), (cell.id, ename)
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade"):
             assert printed_text(cell).startswith("✗ ") and "not implemented" in printed_text(cell)

@@ -1,0 +1,111 @@
+"""Build the sample class for `make demo`: submissions made by script from the notebooks, never by hand.
+
+Each student's notebook is the released notebook with some answer cells filled in: with the instructor's
+solution (the source notebook's answer cell without its solution markers), with a mistake from the bug
+catalog (tests/bug_catalog.py), or left as the stub. They land where nbgrader expects them,
+submitted/<student>/ex09_backprop/, with the released support files and a timestamp.txt.
+
+Existing submissions are never touched: a submission, once made, is the student's.
+"""
+import argparse
+import importlib.util
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+ASSIGNMENT = "ex09_backprop"
+NOTEBOOK = "backprop.ipynb"
+DUE_DATE = datetime(2026, 11, 20, 23, 59, 59, tzinfo=timezone.utc)
+ANSWERS = ("multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step")
+
+# student id -> (first name, hours after the due date they submitted, {answer cell: what they wrote}).
+# What they wrote is "solution", a bug catalog entry name, or absent (the stub, untouched).
+SOLVED = {answer: "solution" for answer in ANSWERS}
+CLASS = {
+    "ada": ("Ada", -30, SOLVED),
+    "ben": ("Ben", -2, {}),
+    "cleo": ("Cleo", -5, {"multiply_backward": "solution", "sum_backward": "solution",
+                          "dot_product_backward": "solution"}),
+    "dev": ("Dev", -1, {**SOLVED, "multiply_backward": "multiply_outputs_swapped",
+                        "nll_grad": "nll_grad_missing_1_over_n"}),
+    "eve": ("Eve", -12, {**SOLVED, "sum_backward": "sum_returns_scalar",
+                         "logreg_step": "step_gradient_ascent"}),
+    "finn": ("Finn", 9.5, SOLVED),
+}
+
+
+def load_bug_catalog(repo):
+    """The bug catalog of the test suite, by entry name."""
+    spec = importlib.util.spec_from_file_location("bug_catalog", Path(repo) / "tests" / "bug_catalog.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {bug.name: bug for bug in module.BUGS}
+
+
+def solution_sources(source_nb):
+    """Answer cell id -> the instructor's answer with the solution markers removed."""
+    nb = nbformat.read(source_nb, as_version=4)
+    return {
+        cell.id: "\n".join(line for line in cell.source.splitlines()
+                           if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        for cell in nb.cells if cell.id in ANSWERS
+    }
+
+
+def student_notebook(release_nb, answers):
+    """The released notebook with the given answer cells replaced: {cell id: source}."""
+    nb = nbformat.read(release_nb, as_version=4)
+    for cell in nb.cells:
+        if cell.id in answers:
+            cell.source = answers[cell.id]
+    return nb
+
+
+def make_submission(course, student, hours_late, plan, solutions, bugs):
+    """Write submitted/<student>/ex09_backprop/ unless it exists; return whether it was written."""
+    dest = Path(course) / "submitted" / student / ASSIGNMENT
+    if dest.exists():
+        return False
+    release = Path(course) / "release" / ASSIGNMENT
+    answers = {cell: solutions[cell] if what == "solution" else bugs[what].source for cell, what in plan.items()}
+    tmp = dest.with_name(ASSIGNMENT + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(release, tmp)
+    nbformat.write(student_notebook(release / NOTEBOOK, answers), tmp / NOTEBOOK)
+    stamp = DUE_DATE + timedelta(hours=hours_late)
+    (tmp / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z") + "\n")
+    tmp.rename(dest)  # a submission appears whole or not at all
+    return True
+
+
+def register(course, course_id, roster):
+    """Put the assignment (with its due date) and the students into the gradebook."""
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}", course_id) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=DUE_DATE.replace(tzinfo=None))
+        for student, first_name in roster.items():
+            gb.update_or_create_student(student, first_name=first_name, last_name="Sample")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--course", default=".", help="course directory (default: here)")
+    parser.add_argument("--course-id", default="ex09-backprop")
+    args = parser.parse_args(argv)
+    course = Path(args.course).resolve()
+    repo = Path(__file__).resolve().parent.parent
+    solutions = solution_sources(course / "source" / ASSIGNMENT / NOTEBOOK)
+    bugs = load_bug_catalog(repo)
+    for student, (_, hours_late, plan) in CLASS.items():
+        made = make_submission(course, student, hours_late, plan, solutions, bugs)
+        described = ", ".join(f"{cell}={what}" for cell, what in plan.items()) or "untouched release"
+        print(f"{'wrote' if made else 'kept '} submitted/{student}/{ASSIGNMENT}: {described}"
+              + (f" ({hours_late} h late)" if hours_late > 0 else ""))
+    register(course, args.course_id, {student: first for student, (first, _, _) in CLASS.items()})
+    print(f"registered {len(CLASS)} students and the due date {DUE_DATE:%Y-%m-%d %H:%M} UTC in gradebook.db")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""Tests of the gradient checker shipped to students (source/ex09_backprop/gradcheck.py).
+
+    .venv/bin/python -m pytest tests/test_gradcheck.py -q
+
+* the reference solutions earn full points, and no false failure in 2,000 random
+  trials per item (random seed, shapes with distinct dimensions, random scales);
+* every entry of the bug catalog earns exactly its expected points, loses them only
+  in its own item, and gets its diagnosis;
+* the checker keeps the interaction contract: it gives the same grades when impl is
+  a remote proxy (arguments and results cross by copy, in-place changes are
+  written back) and does nothing to impl but call it, call methods and get/set
+  ``params``;
+* self_check prints exactly one line and never raises; grade is deterministic.
+"""
+import contextlib
+import copy
+import io
+import multiprocessing
+import os
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "source" / "ex09_backprop"
+for path in (str(SOURCE), str(REPO)):   # REPO first: the top-level nn.py is the one true copy
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import gradcheck  # noqa: E402
+import reference_solutions as ref  # noqa: E402
+from bug_catalog import BUGS  # noqa: E402
+
+ITEMS = list(gradcheck.ITEMS)
+TOTALS = {"Multiply.backward": 2.0, "Sum.backward": 1.0, "DotProduct.backward": 2.0,
+          "nll_grad": 3.0, "LogisticRegression.step": 2.0}
+TRIALS = 2000
+
+
+def run_grade(item, impl, **kw):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        points = gradcheck.grade(item, impl, **kw)
+    return points, out.getvalue()
+
+
+def run_self_check(item, impl):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = gradcheck.self_check(item, impl)
+    assert result is None
+    return out.getvalue()
+
+
+def answer_cells(bug=None):
+    """Namespace of a notebook where every answer is the reference, except ``bug``'s."""
+    namespace = ref.notebook_globals()
+    for source in ref.SOURCES.values():
+        exec(source, namespace)
+    if bug is not None:
+        exec(bug.source, namespace)
+    return {item: namespace[ref.NAMES[item]] for item in ITEMS}
+
+
+# ---------------------------------------------------------------- the table
+
+def test_items_and_points():
+    assert {item: sum(spec.points.values()) for item, spec in gradcheck.ITEMS.items()} == TOTALS
+    for spec in gradcheck.ITEMS.values():
+        assert "inputs unchanged" in spec.points
+
+
+# ------------------------------------------------------- correct solutions
+
+@pytest.mark.parametrize("item", ITEMS)
+def test_reference_gets_full_points(item):
+    points, out = run_grade(item, ref.IMPLS[item])
+    assert points == TOTALS[item] and type(points) is float, out
+    assert "✗" not in out
+    line = run_self_check(item, ref.IMPLS[item])
+    assert re.fullmatch(rf"✓ {re.escape(item)} matches numerical gradients, max rel\. error \S+\n", line)
+
+
+@pytest.mark.parametrize("item", ITEMS)
+def test_reference_full_points_with_notebook_seeds(item):
+    seeds = tuple(range(9001 + 10 * (ITEMS.index(item) + 1), 9007 + 10 * (ITEMS.index(item) + 1)))
+    assert run_grade(item, ref.IMPLS[item], seeds=seeds)[0] == TOTALS[item]
+
+
+def _trials(args):
+    """Run random trials of one item; return (failures, max error). Module level: picklable."""
+    item, seeds = args
+    impl, spec = ref.IMPLS[item], gradcheck.ITEMS[item]
+    failures, worst = [], 0.0
+    for s in seeds:
+        res = gradcheck.run_checks(item, impl, cases=[spec.random(np.random.default_rng([7, s]))])
+        failures += [(s, name, r[2]) for name, r in res.items() if r[0] < r[1]]
+        worst = max([worst] + [r[3] for r in res.values() if r[3] is not None])
+    return failures, worst
+
+
+@pytest.mark.parametrize("item", ITEMS)
+def test_no_false_failures_in_random_trials(item):
+    workers = max(1, min(4, os.cpu_count() or 1))
+    chunks = [(item, range(k, TRIALS, workers)) for k in range(workers)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_trials, chunks))
+    else:
+        results = [_trials(chunks[0])]
+    failures = [f for fs, _ in results for f in fs]
+    worst = max(w for _, w in results)
+    assert not failures, failures[:5]
+    assert worst < gradcheck.TOL / 5    # keep a margin; see benchmarks/RESULTS-gradcheck.txt
+
+
+def test_notebook_solutions_get_full_points():
+    nbformat = pytest.importorskip("nbformat")
+    notebook = SOURCE / "backprop.ipynb"
+    if not notebook.exists():
+        pytest.skip("no source notebook yet")
+    cells = {c.get("id"): c.source for c in nbformat.read(notebook, as_version=4).cells}
+    ids = {"Multiply.backward": "multiply_backward", "Sum.backward": "sum_backward",
+           "DotProduct.backward": "dot_product_backward", "nll_grad": "nll_grad",
+           "LogisticRegression.step": "logreg_step"}
+    for item, cell_id in ids.items():
+        source = "\n".join(line for line in cells[cell_id].splitlines()
+                           if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        impl = ref.build(source, ref.NAMES[item])
+        assert run_grade(item, impl)[0] == TOTALS[item], item
+
+
+# --------------------------------------------------------------- bug catalog
+
+def test_catalog_covers_the_named_mistakes():
+    assert len(BUGS) >= 22
+    assert len({bug.name for bug in BUGS}) == len(BUGS)
+    for item in ITEMS:
+        assert sum(bug.item == item for bug in BUGS) >= 3, item
+    for bug in BUGS:
+        assert 0 <= bug.expected_points <= TOTALS[bug.item]
+    named = " | ".join(bug.diagnosis for bug in BUGS if bug.diagnosis)
+    for mistake in ["sign flipped", "constant factor", "missing 1/N", "extra 1/N", "transposed",
+                    "d_out ignored", "outputs swapped", "wrong axis", "returned None", "modified its input",
+                    "right only at W = 0", "stale cache", "float32", "after the update",
+                    "learning rate ignored", "not updated", "not implemented yet", "has shape",
+                    "expected a numpy array", "expected a tuple"]:
+        assert mistake in named, mistake
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=lambda bug: bug.name)
+def test_bug_catalog_entry(bug):
+    impls = answer_cells(bug)
+    points, out = run_grade(bug.item, impls[bug.item])
+    assert points == bug.expected_points, out
+    if bug.diagnosis is not None:
+        assert bug.diagnosis in out, out
+    assert "Traceback" not in out and 'File "' not in out
+    line = run_self_check(bug.item, impls[bug.item])
+    assert line.count("\n") == 1 and line.startswith("✓" if points == TOTALS[bug.item] else "✗"), line
+    for item in ITEMS:   # the other answers are untouched: they lose nothing
+        if item != bug.item:
+            assert run_grade(item, impls[item], seeds=gradcheck.GRADE_SEEDS[:1])[0] == TOTALS[item], item
+
+
+# ------------------------------------------------------ interaction contract
+
+PLAIN = (np.ndarray, float, int, bool, str, type(None), np.floating, np.integer)
+
+
+class Remote:
+    """What the secure autograder hands the checker: a proxy to an object in another process.
+
+    Arguments cross by (deep) copy; after every call, changes the other side made to
+    any array it was ever sent are written back into the caller's array; plain results
+    (arrays, numbers, and tuples/lists/dicts of them) come back by copy, anything else
+    as another Remote. Everything else the checker might try on impl fails loudly.
+    """
+
+    def __init__(self, target, session):
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_session", session)   # {"log": [...], "sent": [(mine, theirs)]}
+
+    @staticmethod
+    def _plain(v):
+        if type(v) in (tuple, list):
+            return all(Remote._plain(u) for u in v)
+        if type(v) is dict:
+            return all(type(k) is str and Remote._plain(u) for k, u in v.items())
+        return isinstance(v, PLAIN)
+
+    def _back(self, v):
+        """A result crossing back: containers rebuilt, plain leaves copied, others proxied."""
+        if type(v) in (tuple, list):
+            return type(v)(self._back(u) for u in v)
+        if type(v) is dict:
+            return {k: self._back(u) for k, u in v.items()}
+        return copy.deepcopy(v) if isinstance(v, PLAIN) else Remote(v, self._session)
+
+    def _invoke(self, fn, args, kwargs):
+        sent = copy.deepcopy((args, kwargs))
+        self._session["sent"] += [(mine, theirs) for mine, theirs in zip(args, sent[0])
+                                  if type(mine) is np.ndarray]
+        result = fn(*sent[0], **sent[1])
+        for mine, theirs in self._session["sent"]:    # write in-place changes back
+            if mine.shape == theirs.shape and not np.array_equal(mine, theirs):
+                mine[...] = theirs
+        return self._back(result)
+
+    def __call__(self, *args, **kwargs):
+        self._session["log"].append(("call", None))
+        return self._invoke(self._target, args, kwargs)
+
+    def __getattr__(self, name):
+        value = getattr(self._target, name)
+        self._session["log"].append(("getattr", name))
+        if callable(value):
+            return lambda *a, **k: self._invoke(value, a, k)
+        assert Remote._plain(value), f"attribute {name} is not a plain value"
+        return copy.deepcopy(value)
+
+    def __setattr__(self, name, value):
+        assert Remote._plain(value), "the checker may only set plain values"
+        self._session["log"].append(("setattr", name))
+        setattr(self._target, name, copy.deepcopy(value))
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError("the checker introspected or operated on impl")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __len__ = __iter__ = _refuse
+    __add__ = __sub__ = __mul__ = __array__ = __float__ = __index__ = __getitem__ = _refuse
+    __hash__ = None
+
+
+PROXY_CASES = [None, "multiply_mutates_d_out", "multiply_stale_cache", "multiply_lookalike_always_equal",
+               "sum_overwrites_x", "dot_product_outer", "nll_grad_mutates_y", "nll_grad_outputs_swapped",
+               "step_modifies_x", "step_loss_after_update", "step_in_place_update", "step_b_not_updated"]
+
+
+@pytest.mark.parametrize("name", PROXY_CASES, ids=str)
+def test_same_grade_through_a_remote_proxy(name):
+    bugs = {bug.name: bug for bug in BUGS}
+    items = ITEMS if name is None else [bugs[name].item]
+    impls = answer_cells(bugs.get(name))
+    for item in items:
+        session = {"log": [], "sent": []}
+        direct = run_grade(item, impls[item])
+        proxied = run_grade(item, Remote(impls[item], session))
+        assert proxied[0] == direct[0]
+        marks = lambda out: [line.split()[:2] for line in out.splitlines()]   # noqa: E731
+        assert marks(proxied[1]) == marks(direct[1])
+        if "lookalike" not in str(name):   # there the type name differs: Remote, not Anything
+            assert proxied[1] == direct[1]
+        allowed = {("call", None), ("getattr", "forward"), ("getattr", "backward"), ("getattr", "step"),
+                   ("getattr", "params"), ("setattr", "params")}
+        assert set(session["log"]) <= allowed, set(session["log"]) - allowed
+
+
+# --------------------------------------------------- robustness, determinism
+
+class _Raises:
+    def __init__(self, *args):
+        raise ValueError("constructor fails\nsecond line")
+
+
+class _Exits:
+    def forward(self, *args):
+        pass
+
+    def backward(self, d_out):
+        sys.exit(3)
+
+
+class _SelfContaining:
+    def forward(self, *args):
+        pass
+
+    def backward(self, d_out):
+        result = []
+        result.append(result)
+        return result
+
+
+class _ReturnsDict:
+    def __init__(self, *args):
+        self.params = "not a dict"
+
+    def forward(self, *args):
+        pass
+
+    def backward(self, d_out):
+        return {"d_x": d_out}
+
+    def step(self, X, Y):
+        return {"loss": 1.0}
+
+
+def _nan(*args):
+    return np.full((5, 3), np.nan), np.full(3, np.nan)
+
+
+@pytest.mark.parametrize("impl", [None, 42, "Multiply", _Raises, _Exits, _SelfContaining, _ReturnsDict, _nan,
+                                  lambda *a: None], ids=str)
+@pytest.mark.parametrize("item", ITEMS)
+def test_weird_impls_never_raise(item, impl):
+    line = run_self_check(item, impl)
+    assert line.count("\n") == 1 and line.startswith(f"✗ {item}: "), line
+    points, out = run_grade(item, impl, seeds=gradcheck.GRADE_SEEDS[:1])
+    assert points == 0.0 and "Traceback" not in out, out
+
+
+def test_not_implemented_message():
+    class Multiply:
+        def forward(self, x, y):
+            self.cache = (x, y)
+            return x * y
+
+        def backward(self, d_out):
+            raise NotImplementedError()
+    assert run_self_check("Multiply.backward", Multiply) == \
+        "✗ Multiply.backward: not implemented yet (NotImplementedError)\n"
+
+
+def test_no_seeds_is_an_error_not_full_points():
+    with pytest.raises(ValueError):
+        gradcheck.grade("Multiply.backward", ref.Multiply, seeds=())
+
+
+def test_unknown_item():
+    assert run_self_check("Nope", ref.Multiply).startswith("✗ Nope: unknown item")
+
+
+def test_grade_is_deterministic():
+    bugs = {bug.name: bug for bug in BUGS}
+    impl = answer_cells(bugs["multiply_sign_flipped_d_y"])["Multiply.backward"]
+    assert run_grade("Multiply.backward", impl) == run_grade("Multiply.backward", impl)
+    assert run_grade("nll_grad", ref.nll_grad) == run_grade("nll_grad", ref.nll_grad)
+
+
+# ------------------------------------------------------------------ numerics
+
+def test_numerical_gradient_and_directions():
+    rng = np.random.default_rng(0)
+    x, d = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    g = gradcheck.numerical_gradient(lambda v: v ** 3, x, d)
+    assert np.allclose(g, 3 * x ** 2 * d, rtol=1e-8, atol=1e-10)
+    before = x.copy()
+    analytic, numeric = gradcheck.directional_derivatives(lambda v: v ** 3, x, d, 3 * x ** 2 * d, seed=1)
+    assert np.array_equal(x, before)
+    assert np.allclose(analytic, numeric, rtol=1e-7) and analytic.shape == (gradcheck.NUM_PROBES,)
+    assert gradcheck.rel_error(np.zeros(3), np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+    assert gradcheck.rel_error([1e-12], [0.0], floor=1e-3)[0] == pytest.approx(1e-9)
+
+
+def test_checker_does_not_contain_the_solutions():
+    checker = " ".join((SOURCE / "gradcheck.py").read_text().split())
+    for source in ref.SOURCES.values():
+        for line in source.splitlines():
+            line = line.strip()
+            if any(key in line for key in ("d_out *", "probas", "grads[p]", "ones_like")):
+                assert line not in checker, line
+    assert "scipy" not in checker   # the loss comes from nn.CategoricalCrossEntropy only
