@@ -10,6 +10,13 @@
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
 #   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
+#   make class         the sample class: submitted/<student>/ex09_backprop/, made by grading/sample_class.py
+#   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
+#                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
+#   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
+#   make export        nbgrader export -> reports/grades.csv
+#   make report        grade table per student and item, reports/grades_overview.png
+#   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
 
 ASSIGNMENT := ex09_backprop
 PYTHON     ?= python3
@@ -22,10 +29,14 @@ export OMP_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo test venv system-deps release instructor validate clean
+WORKERS    ?= $(shell nproc)
+SCHEDULER  ?=
 
-demo: venv system-deps release instructor
-	@echo "demo: release built in release/$(ASSIGNMENT)/, instructor notebook reproduces the seed (see above)"
+.PHONY: demo test test-fast venv system-deps release instructor validate class autograde feedback export report \
+        bench clean
+
+demo: venv system-deps release class autograde feedback export report
+	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, picture in reports/grades_overview.png"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -51,8 +62,34 @@ validate: release
 	nbgrader validate source/$(ASSIGNMENT)/backprop.ipynb
 	! nbgrader validate release/$(ASSIGNMENT)/backprop.ipynb
 
+class: release
+	$(BIN)/python -m grading.sample_class
+
+autograde: class
+	$(BIN)/python -m grading.grade_class --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+feedback: autograde
+	nbgrader generate_feedback $(ASSIGNMENT) --force --log-level=WARN
+	@echo "feedback: $$(ls feedback/*/$(ASSIGNMENT)/*.html | wc -l) HTML files in feedback/<student>/$(ASSIGNMENT)/"
+
+export: autograde
+	mkdir -p reports
+	nbgrader export --to reports/grades.csv --log-level=WARN
+	@echo "export: reports/grades.csv"
+
+report: autograde
+	$(BIN)/python -m grading.report --course .
+
+bench: venv system-deps release
+	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000
+	$(BIN)/python benchmarks/bench_class.py --students 40 --workers $(WORKERS)
+
 test: venv system-deps release
 	$(BIN)/python -m pytest tests
 
+# Everything but the end-to-end class runs (marked slow), for a quick loop while editing.
+test-fast: venv system-deps release
+	$(BIN)/python -m pytest tests -m "not slow"
+
 clean:
-	rm -rf gradebook.db submitted autograded/*/ feedback reports source/$(ASSIGNMENT)/nn.py
+	rm -rf gradebook.db submitted autograded/*/ autograded/problems.json feedback reports source/$(ASSIGNMENT)/nn.py

@@ -14,6 +14,7 @@ gradebook has a single writer and its grades, autograded notebooks and feedback 
 sequential run.  Workers need no shared filesystem, and a task whose worker dies is retried by Dask.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -100,7 +101,9 @@ def execute_remotely(course_files, assignment, student, submission_files):
             (sub / rel).write_bytes(data)
         sys.path.insert(0, str(root))
         try:
-            problem = check(load_api(root).autograde(assignment, student), student)
+            # Execution only: grades are recorded by the coordinator (grading/replay.py).
+            api = load_api(root, Autograde={"autograde_preprocessors": ["grading.execute.TrustedExecute"]})
+            problem = check(api.autograde(assignment, student), student)
         finally:
             sys.path.remove(str(root))
         out = root / "autograded" / student / assignment
@@ -123,6 +126,17 @@ def grade_sequentially(course, assignment, students):
     return problems
 
 
+def replay_pipeline(course):
+    """The course's autograde pipeline with TrustedExecute replaced by ReplayExecute."""
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    pipeline = list(config.Autograde.autograde_preprocessors)
+    swapped = ["grading.replay.ReplayExecute" if step == "grading.execute.TrustedExecute" else step
+               for step in pipeline]
+    if swapped == pipeline:
+        raise SystemExit("nbgrader_config.py does not autograde with grading.execute.TrustedExecute")
+    return swapped
+
+
 def grade_on_dask(course, assignment, students, workers, scheduler=None):
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -142,7 +156,8 @@ def grade_on_dask(course, assignment, students, workers, scheduler=None):
                                  submission_payload(course, assignment, student), key=f"grade-{student}",
                                  pure=False)
                    for student in students]
-        api = load_api(course, TrustedExecute={"replay_directory": str(replay)})
+        api = load_api(course, ReplayExecute={"replay_directory": str(replay)},
+                       Autograde={"autograde_preprocessors": replay_pipeline(course)})
         progress = Progress(len(students), workers)
         for future in as_completed(futures):
             student, notebooks, problem, seconds = future.result()
@@ -163,6 +178,17 @@ def grade_on_dask(course, assignment, students, workers, scheduler=None):
     return problems
 
 
+def record_problems(course, graded, problems):
+    """Keep autograded/problems.json ({student: one-line reason}) current for the students just graded."""
+    path = Path(course) / "autograded" / "problems.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    for student in graded:
+        known.pop(student, None)
+    known.update(problems)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Autograde every submission of an assignment.")
     parser.add_argument("--course", default=".", help="course directory (default: here)")
@@ -181,6 +207,7 @@ def main(argv=None):
         problems = grade_sequentially(course, args.assignment, students)
     else:
         problems = grade_on_dask(course, args.assignment, students, args.workers, args.scheduler)
+    record_problems(course, students, problems)
     print(f"graded {len(students) - len(problems)}/{len(students)} submissions in {time.monotonic() - start:.1f} s")
     for student, problem in sorted(problems.items()):
         print(f"  {student}: {problem}")

@@ -1,67 +1,48 @@
-"""A tiny graded class, built once per test session with the real nbgrader pipeline and shared by the
-report and feedback-page tests.
+"""The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
+generate_assignment, grading/sample_class.py, grading/grade_class.py (2 Dask workers), generate_feedback,
+export. The pipeline, report and feedback-page tests all read this one graded course.
 
 Use it from a test module with `from graded_course import graded_course  # noqa: F401` (a pytest fixture).
-Students:
-    correct    submits the instructor notebook (full marks once the checker grades it)
-    partial    answers multiply_backward and sum_backward only, 30 hours after the due date (late penalty)
-    untouched  submits the release as handed out (0 on every item, whatever the checker does)
 """
+import hashlib
 import shutil
-from datetime import datetime
+import subprocess
+import sys
 
-import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader
+from conftest import ASSIGNMENT, REPO, make_course, nbgrader
+from grading import sample_class
 
-STUDENTS = ["correct", "partial", "untouched"]
-PARTIAL_ANSWERS = ["multiply_backward", "sum_backward"]
-DUE_DATE = datetime(2026, 11, 20, 12, 0)  # UTC
-ON_TIME, LATE = "2026-11-20 10:00:00.000000 UTC\n", "2026-11-21 18:00:00.000000 UTC\n"
-LATE_STUDENTS = ["partial"]
-
-
-def _partial_notebook(release_nb):
-    """The release notebook with the instructor's solution pasted into the PARTIAL_ANSWERS cells only."""
-    solutions = {c.id: c.source for c in nbformat.read(SOURCE_NB, as_version=4).cells}
-    nb = nbformat.read(release_nb, as_version=4)
-    for cell in nb.cells:
-        if cell.id in PARTIAL_ANSWERS:
-            cell.source = "\n".join(line for line in solutions[cell.id].splitlines()
-                                    if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
-    return nb
+STUDENTS = sorted(sample_class.CLASS)
+LATE_STUDENTS = sorted(s for s, (_, hours_late, _) in sample_class.CLASS.items() if hours_late > 0)
+UNTOUCHED, CORRECT = "ben", "ada"
 
 
-def set_due_date(course, due):
-    """Record the assignment's due date (naive UTC) in the course's gradebook."""
-    from nbgrader.api import Gradebook
-    from grading.report import course_id_from_config
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id_from_config(course)) as gb:
-        gb.update_or_create_assignment(ASSIGNMENT, duedate=due)
+def run(course, *args, timeout=900):
+    """Run `python -m <args>` in the course (as the Makefile does) and return its stdout."""
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=course, text=True, capture_output=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
-def build_graded_course(root):
-    """generate_assignment, submit for STUDENTS, autograde, generate_feedback; return the course dir."""
+def make_class(root):
+    """A course with the release generated and the sample class submitted and registered."""
     course = make_course(root)
+    (course / "tests").mkdir()
+    shutil.copy(REPO / "tests" / "bug_catalog.py", course / "tests")  # the sample class's mistakes
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    set_due_date(course, DUE_DATE)
-    release_nb = course / "release" / ASSIGNMENT / "backprop.ipynb"
-    for student in STUDENTS:
-        folder = course / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        (folder / "timestamp.txt").write_text(LATE if student in LATE_STUDENTS else ON_TIME)
-        if student == "correct":
-            shutil.copy(course / "source" / ASSIGNMENT / "backprop.ipynb", folder)
-        elif student == "partial":
-            nbformat.write(_partial_notebook(release_nb), folder / "backprop.ipynb")
-        else:
-            shutil.copy(release_nb, folder)
-    (course / "students.csv").write_text("id\n" + "\n".join(STUDENTS) + "\n")
-    nbgrader(course, "db", "student", "import", "students.csv")  # one process instead of one per student
-    nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
+    run(course, "grading.sample_class")
     return course
+
+
+def tree_digest(folder):
+    """One hash of every file's path and bytes below `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 _built = {}
@@ -69,7 +50,21 @@ _built = {}
 
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory):
-    """Course directory with gradebook.db, autograded/ and feedback/ for STUDENTS (built once per session)."""
+    """The sample class after `make demo`'s steps; also keeps the grading log and submitted/'s digest."""
     if "course" not in _built:
-        _built["course"] = build_graded_course(tmp_path_factory.mktemp("graded") / "course")
+        course = make_class(tmp_path_factory.mktemp("demo") / "course")
+        before = tree_digest(course / "submitted")
+        log = run(course, "grading.grade_class", "--workers", "2")
+        nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
+        (course / "reports").mkdir(exist_ok=True)
+        nbgrader(course, "export", "--to", "reports/grades.csv")
+        _built.update(course=course, log=log, submitted_digest=before)
     return _built["course"]
+
+
+def grading_log():
+    return _built["log"]
+
+
+def submitted_digest():
+    return _built["submitted_digest"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from graded_course import LATE_STUDENTS, STUDENTS, graded_course  # noqa: F401 -- the fixture
+from graded_course import CORRECT, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401
 from grading import report
 from test_report import ITEM_MAX, png_size
 
@@ -75,7 +75,7 @@ def shown_as(points):
 
 
 def test_untouched_submission_shows_zero_scores(graded_course, tmp_path):
-    seen = rendered_scores(feedback_page(graded_course, "untouched"), tmp_path)
+    seen = rendered_scores(feedback_page(graded_course, UNTOUCHED), tmp_path)
     assert seen["header"] == "backprop (Score: 0.0 / 10.0)"
     # The table of contents lists each grade cell with its score; an answer left as handed out also gets
     # nbgrader's automatic "No response." comment, listed as "Comment" before its test cell.
@@ -101,7 +101,7 @@ def test_every_page_shows_the_scores_in_the_gradebook(graded_course, tmp_path):
         assert seen["penalty"] == late, student
 
 
-@pytest.mark.parametrize("student", ["correct", "partial"])  # partial is late: its page shows the penalty
+@pytest.mark.parametrize("student", [CORRECT, *LATE_STUDENTS])  # a late page shows the penalty
 def test_screenshot_of_feedback_page(graded_course, tmp_path, student):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"feedback_{student}.png"

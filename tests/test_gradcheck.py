@@ -48,12 +48,23 @@ def run_grade(item, impl, **kw):
     return points, out.getvalue()
 
 
-def run_self_check(item, impl):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+def run_self_check(item, impl, autograding=False):
+    """What self_check printed, and on which stream: a pass on stdout, a failure on stderr (stdout while
+    autograding, where nbgrader would zero a test cell that wrote to stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        if autograding:
+            mp.setenv("NBGRADER_EXECUTION", "autograde")
         result = gradcheck.self_check(item, impl)
-    assert result is None
-    return out.getvalue()
+    assert result is None and not (out.getvalue() and err.getvalue())
+    printed = out.getvalue() or err.getvalue()
+    assert (printed.startswith("✓") or autograding) == bool(out.getvalue()), printed
+    return printed
+
+
+def test_failed_self_check_goes_to_stdout_only_while_autograding():
+    assert run_self_check("Multiply.backward", None, autograding=True).startswith("✗")
+    assert run_self_check("Multiply.backward", None).startswith("✗")
 
 
 def answer_cells(bug=None):
@@ -85,9 +96,25 @@ def test_reference_gets_full_points(item):
     assert re.fullmatch(rf"✓ {re.escape(item)} matches numerical gradients, max rel\. error \S+\n", line)
 
 
+def _notebook_seeds():
+    """item -> the seeds its hidden test passes to grade(), read from the instructor notebook."""
+    import nbformat
+    from conftest import SOURCE_NB
+    found = {}
+    for cell in nbformat.read(SOURCE_NB, as_version=4).cells:
+        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\)\)', cell.source)
+        if m:
+            found[m.group(1)] = tuple(int(s) for s in m.group(2).split(","))
+    return found
+
+
+NOTEBOOK_SEEDS = _notebook_seeds()
+
+
 @pytest.mark.parametrize("item", ITEMS)
 def test_reference_full_points_with_notebook_seeds(item):
-    seeds = tuple(range(9001 + 10 * (ITEMS.index(item) + 1), 9007 + 10 * (ITEMS.index(item) + 1)))
+    seeds = NOTEBOOK_SEEDS[item]
+    assert len(seeds) >= 3
     assert run_grade(item, ref.IMPLS[item], seeds=seeds)[0] == TOTALS[item]
 
 

@@ -46,7 +46,7 @@ def kernel(tmp_path_factory):
         assert reply["content"]["status"] == "ok", reply["content"]
     run("import numpy as np, nn\nfrom scipy.special import softmax")
     rk = remote.RemoteKernel(km, str(scratch), timeout=30)
-    yield run, rk
+    yield run, rk, km
     kc.stop_channels()
     km.shutdown_kernel(now=True)
 
@@ -60,7 +60,8 @@ def _grade(item, impl):
 
 @pytest.mark.parametrize("name", CASES, ids=str)
 def test_same_grade_through_grading_remote(kernel, name):
-    run, rk = kernel
+    run, rk, km = kernel
+    assert km.is_alive(), "the kernel died"
     bug = {b.name: b for b in BUGS}.get(name)
     namespace = ref.notebook_globals()
     sources = list(ref.SOURCES.values()) + ([bug.source] if bug else [])

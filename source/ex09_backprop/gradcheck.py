@@ -37,8 +37,15 @@ LogisticRegression.step    ``m = LogisticRegression(D, K, lr); m.params = {'W': 
   random W, b and at W = 0, b = 0; step uses a random W0, b0 and learning rate 0.37.
 * Your code may not modify the arrays it is given (compared with private copies).
 
-Grading: ``ITEMS[item].points`` lists the sub-checks and their points. A sub-check earns
-its points only if it passes on every case (seed x shape). Each runs on its own, so a
+Points per sub-check (``ITEMS[item].points``):
+
+* Multiply.backward, DotProduct.backward: outputs .25, d_x .5, d_y .5, latest cache .5
+  (forward called twice, then backward: it must use the latest inputs), inputs unchanged .25
+* Sum.backward: outputs .25, d_x .5, latest cache .125, inputs unchanged .125
+* nll_grad: outputs .5, d_W 1, d_b 1, inputs unchanged .5
+* LogisticRegression.step: loss before update .5, W update .75, b update .5, inputs unchanged .25
+
+A sub-check earns its points only if it passes on every case (seed x shape). Each runs on its own, so a
 crash or a wrong value costs only the sub-checks that need that value. "outputs" and
 "inputs unchanged" (and "latest cache") count only once some value is right or off by
 a mistake the checker can name (sign, factor, swapped, ...): a stub earns nothing.
@@ -68,6 +75,9 @@ so TOL = 1e-5 leaves a margin of ~20; |a - e| never exceeded 1.2 noise units
 correct step 1.2e-5. The mistakes of tests/bug_catalog.py are off by 1e-2 or more;
 a float32 result (err ~3e-8) passes the value checks and fails only "outputs".
 """
+import os
+import sys
+
 import numpy as np
 
 import nn
@@ -827,18 +837,26 @@ def grade(item, impl, seeds=GRADE_SEEDS):
     return earned
 
 
+def _report_failure(line):
+    """A failed self-check goes to stderr: Jupyter shows it in red and `nbgrader validate` lists the cell as
+    failing. While autograding it goes to stdout, because there the points come from grade(), and nbgrader
+    would give zero to a test cell that wrote to stderr."""
+    autograding = os.environ.get("NBGRADER_EXECUTION") == "autograde"
+    print(line, file=sys.stdout if autograding else sys.stderr)
+
+
 def self_check(item, impl):
     """Check ``impl`` on public inputs and print exactly one line; never raises."""
     try:
         if item not in ITEMS:
-            print(f"✗ {item}: unknown item (one of {', '.join(ITEMS)})")
+            _report_failure(f"✗ {item}: unknown item (one of {', '.join(ITEMS)})")
             return
         results = run_checks(item, impl, cases=ITEMS[item].public())
         failed = [r[2] for r in results.values() if r[0] < r[1]]
         if failed:   # the first real diagnosis, not a "not counted/checked yet"
-            print(f"✗ {item}: {next((f for f in failed if not f.startswith('not c')), failed[0])}")
+            _report_failure(f"✗ {item}: {next((f for f in failed if not f.startswith('not c')), failed[0])}")
         else:
             err = max((r[3] for r in results.values() if r[3] is not None), default=0.0)
             print(f"✓ {item} matches numerical gradients, max rel. error {_fmt_err(err)}")
     except Exception as e:
-        print(f"✗ {item}: could not be checked ({type(e).__name__})")
+        _report_failure(f"✗ {item}: could not be checked ({type(e).__name__})")

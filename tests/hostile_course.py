@@ -1,0 +1,166 @@
+"""Courses for the hostile/malformed catalogs (tests/hostile_catalog.py): built with the real nbgrader pipeline,
+plus the checks every catalog test shares (gradebook contents, instructor-only text, file hashes)."""
+import hashlib
+import html
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import nbformat
+
+from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader, solution_and_hidden_lines
+from grading.sample_class import solution_sources
+from hostile_catalog import NOTEBOOK, POINTS, Context, honest
+
+HONEST = "zz-honest"  # graded last: whatever a cheat broke would show in this student's grade
+# Tighter limits for the catalog courses, so the infinite loop and the memory bomb are quick.
+CATALOG_CONFIG = """
+# --- catalog test course: tighter limits (tests/hostile_course.py) ---
+c.TrustedExecute.timeout = 10
+c.TrustedExecute.interrupt_grace = 3
+c.SandboxedKernelManager.memory_limit_mb = 1024
+"""
+
+
+def build_class(root, entries, honest_student=HONEST):
+    """A course with the assignment released and one submission per catalog entry (student id = entry name)
+    plus an honest, fully correct student. Returns the course directory."""
+    course = make_course(root)
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(CATALOG_CONFIG)
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB))
+    for entry in entries:
+        entry.build(ctx, course / "submitted" / entry.name / ASSIGNMENT)
+    if honest_student:
+        honest(ctx, course / "submitted" / honest_student / ASSIGNMENT)
+    students = sorted(p.name for p in (course / "submitted").iterdir())
+    (course / "students.csv").write_text("id\n" + "\n".join(students) + "\n")
+    nbgrader(course, "db", "student", "import", "students.csv")
+    return course
+
+
+def hash_tree(root):
+    """relative path -> sha256 of every file below root."""
+    root = Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def db_rows(course, sql, *args):
+    con = sqlite3.connect(f"file:{course / 'gradebook.db'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def grades_in_db(course):
+    """student -> {grade id: score} straight from the SQLite tables (score = manual if set, else auto)."""
+    rows = db_rows(course, """
+        SELECT sa.student_id, gc.name, COALESCE(g.manual_score, g.auto_score, 0)
+        FROM grade g JOIN grade_cell gc ON g.cell_id = gc.id
+        JOIN submitted_notebook sn ON g.notebook_id = sn.id
+        JOIN submitted_assignment sa ON sn.assignment_id = sa.id""")
+    out = {}
+    for student, gid, score in rows:
+        out.setdefault(student, {})[gid] = float(score)
+    return out
+
+
+def instructor_tables(course):
+    """The assignment's definition in the gradebook (what no submission may change)."""
+    return {table: db_rows(course, f"SELECT * FROM {table} ORDER BY id")
+            for table in ("assignment", "notebook", "grade_cell", "solution_cell", "source_cell", "task_cell")}
+
+
+def gradebook_consistency_problems(course, students):
+    """What is wrong with the gradebook's per-student tables: [] when every student has exactly one
+    submission, one submitted notebook and one grade row per grade cell, and nothing else is in there."""
+    problems = []
+    tables = {t for (t,) in db_rows(course, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    expected_tables = {"alembic_version", "assignment", "comment", "course", "grade", "grade_cell", "notebook",
+                       "solution_cell", "source_cell", "student", "submitted_assignment", "submitted_notebook",
+                       "task_cell"}
+    if tables - expected_tables:
+        problems.append(f"unexpected tables {sorted(tables - expected_tables)}")
+    subs = db_rows(course, "SELECT student_id, COUNT(*) FROM submitted_assignment GROUP BY student_id")
+    if sorted(s for s, _ in subs) != sorted(students) or any(n != 1 for _, n in subs):
+        problems.append(f"submissions per student: {subs}")
+    for table, key in (("submitted_notebook", "assignment_id, notebook_id"),
+                       ("grade", "notebook_id, cell_id"), ("comment", "notebook_id, cell_id")):
+        dups = db_rows(course, f"SELECT {key}, COUNT(*) FROM {table} GROUP BY {key} HAVING COUNT(*) > 1")
+        if dups:
+            problems.append(f"duplicate rows in {table}: {dups}")
+    per_student = db_rows(course, """
+        SELECT sa.student_id, COUNT(g.id) FROM submitted_assignment sa
+        JOIN submitted_notebook sn ON sn.assignment_id = sa.id JOIN grade g ON g.notebook_id = sn.id
+        GROUP BY sa.student_id""")
+    if sorted(per_student) != sorted((s, len(POINTS)) for s in students):
+        problems.append(f"grade rows per student: {per_student}")
+    over = db_rows(course, """SELECT gc.name, g.auto_score, gc.max_score FROM grade g JOIN grade_cell gc
+                              ON g.cell_id = gc.id WHERE g.auto_score > gc.max_score OR g.auto_score < 0""")
+    if over:
+        problems.append(f"scores out of range: {over}")
+    return problems
+
+
+def _output_text(nb):
+    parts = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) or []:
+            parts.append(json.dumps(out, ensure_ascii=False))   # every field, escaped the same way
+            for key in ("text", "evalue"):
+                if isinstance(out.get(key), str):
+                    parts.append(out[key])
+            parts.extend(x for x in out.get("traceback", []) if isinstance(x, str))
+            for value in (out.get("data") or {}).values():
+                parts.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def _html_text(page):
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def _student_lines(course, student):
+    """Stripped lines of everything the student submitted (text files), which are theirs to see."""
+    lines = set()
+    for path in (course / "submitted" / student / ASSIGNMENT).rglob("*"):
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        try:
+            nb = json.loads(text)
+            text = "\n".join("".join(c.get("source", "")) if isinstance(c.get("source"), list) else
+                             c.get("source", "") for c in nb.get("cells", []) if isinstance(c, dict))
+            text += "\n".join("".join(c.get("input", "")) if isinstance(c.get("input"), list) else
+                              str(c.get("input", "")) for ws in nb.get("worksheets", []) for c in ws.get("cells", []))
+        except (ValueError, AttributeError):
+            pass
+        lines.update(line.strip() for line in text.splitlines())
+    return lines
+
+
+def leaked_lines(course, student):
+    """Instructor-only lines (solution and hidden-test regions of source/) that the student did not write and
+    that appear in the outputs of their autograded notebook or in their feedback page."""
+    secret = solution_and_hidden_lines() - _student_lines(course, student)
+    shown = []
+    autograded = course / "autograded" / student / ASSIGNMENT / NOTEBOOK
+    if autograded.exists():
+        shown.append(_output_text(json.loads(autograded.read_text())))
+    for page in (course / "feedback" / student / ASSIGNMENT).glob("*.html"):
+        shown.append(_html_text(page.read_text()))
+    text = "\n".join(shown)
+    return sorted(line for line in secret if line in text)
+
+
+def test_outputs(course, student):
+    """grade id -> outputs of that test cell in the autograded notebook (execution counts dropped)."""
+    nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: [{k: v for k, v in o.items() if k != "execution_count"}
+                                                 for o in c.outputs]
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in POINTS}

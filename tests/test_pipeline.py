@@ -1,0 +1,133 @@
+"""`make demo`'s pipeline on the sample class: exact grades, CSV, feedback that leaks nothing, idempotence,
+and the parallel class command agreeing with plain sequential `nbgrader autograde` (slow: whole-class runs)."""
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import nbformat
+import psutil
+import pytest
+
+from conftest import ASSIGNMENT, nbgrader, solution_and_hidden_lines
+from graded_course import (STUDENTS, graded_course, grading_log, make_class, run,  # noqa: F401
+                           submitted_digest, tree_digest)
+from grading import report
+
+pytestmark = pytest.mark.slow
+
+ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
+# The sample class (grading/sample_class.py) and what each student must get, item by item.
+# dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
+# (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
+# ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).
+EXPECTED = {
+    "ada": ([2, 1, 2, 3, 2], 10, 0),
+    "ben": ([0, 0, 0, 0, 0], 0, 0),
+    "cleo": ([2, 1, 2, 0, 0], 5, 0),
+    "dev": ([0.5, 1, 2, 1, 2], 6.5, 0),
+    "eve": ([2, 0, 2, 3, 0.75], 7.75, 0),
+    "finn": ([2, 1, 2, 3, 2], 10, 1),
+}
+
+
+def grade_table(course):
+    return {r.student: ([r.items[i] for i in ITEMS], r.total, r.penalty) for r in report.load_report(course).rows}
+
+
+def test_every_student_and_item_gets_the_exact_expected_score(graded_course):
+    assert grade_table(graded_course) == EXPECTED
+
+
+def test_progress_names_each_student_with_count_and_time():
+    log = grading_log()
+    for student in STUDENTS:
+        assert any(f"] {student} " in line and "graded in" in line and "left, ETA" in line
+                   for line in log.splitlines()), log
+    assert f"[  6/6]" in log and "graded 6/6 submissions" in log
+
+
+def test_exported_csv_has_the_final_scores(graded_course):
+    with open(graded_course / "reports" / "grades.csv") as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert sorted(rows) == STUDENTS
+    for student, (_, total, penalty) in EXPECTED.items():
+        row = rows[student]
+        assert (float(row["raw_score"]), float(row["late_submission_penalty"]), float(row["score"]),
+                float(row["max_score"])) == (total, penalty, total - penalty, 10.0), student
+
+
+def test_feedback_shows_diagnoses_and_no_instructor_only_line(graded_course):
+    secret = solution_and_hidden_lines()
+    for student in STUDENTS:
+        page = (graded_course / "feedback" / student / ASSIGNMENT / "backprop.html").read_text()
+        own = set(line.strip() for c in nbformat.read(graded_course / "submitted" / student / ASSIGNMENT /
+                                                       "backprop.ipynb", as_version=4).cells
+                  for line in c.source.splitlines())
+        # A student's own code is theirs to see, even where it matches the solution.
+        leaked = [line for line in secret - own if line in page]
+        assert not leaked, (student, leaked)
+        assert "HIDDEN TESTS" not in page and "seeds=" not in page
+    dev = (graded_course / "feedback" / "dev" / ASSIGNMENT / "backprop.html").read_text()
+    assert "outputs swapped" in dev and "missing 1/N" in dev
+
+
+def test_submitted_is_never_modified(graded_course):
+    assert tree_digest(graded_course / "submitted") == submitted_digest()
+
+
+def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
+    before = grade_table(graded_course)
+    run(graded_course, "grading.grade_class", "--workers", "2", "--student", "dev", "--student", "finn")
+    assert grade_table(graded_course) == before
+    with sqlite3.connect(graded_course / "gradebook.db") as db:
+        (grades,) = db.execute("select count(*) from grade").fetchone()
+        (submissions,) = db.execute("select count(*) from submitted_assignment").fetchone()
+    assert submissions == len(STUDENTS) and grades == len(STUDENTS) * 10  # 5 answer + 5 test cells each
+    assert tree_digest(graded_course / "submitted") == submitted_digest()
+
+
+def test_plain_sequential_nbgrader_autograde_gives_the_same_grades(graded_course, tmp_path):
+    course = make_class(tmp_path / "sequential")
+    nbgrader(course, "autograde", ASSIGNMENT, "--force")
+    assert grade_table(course) == grade_table(graded_course)
+    for student in ["dev", "eve"]:
+        ours, theirs = (nbformat.read(c / "autograded" / student / ASSIGNMENT / "backprop.ipynb", as_version=4)
+                        for c in (graded_course, course))
+        assert [c.get("outputs") for c in ours.cells] == [c.get("outputs") for c in theirs.cells], student
+
+
+def test_a_killed_worker_loses_no_submission(tmp_path):
+    course = make_class(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "grading.grade_class", "--workers", "2",
+                             "--student", "ada", "--student", "dev", "--student", "eve"],
+                            cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = []
+
+    def kill_a_worker():
+        # Dask's nanny starts each worker as a child process; kill one that is busy grading.
+        while not killed and proc.poll() is None:
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if _runs_a_kernel(p)]
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+            threading.Event().wait(0.5)
+
+    threading.Thread(target=kill_a_worker, daemon=True).start()
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    assert killed, "no worker was found busy grading"
+    assert "graded 3/3 submissions" in out, out
+    table = grade_table(course)
+    assert {s: table[s] for s in ["ada", "dev", "eve"]} == {s: EXPECTED[s] for s in ["ada", "dev", "eve"]}
+
+
+def _runs_a_kernel(process):
+    """A Dask worker busy grading has a sandboxed kernel (bwrap) as its child."""
+    try:
+        return process.name() != "bwrap" and any(c.name() == "bwrap" for c in process.children())
+    except psutil.Error:
+        return False
