@@ -54,6 +54,15 @@ What this preprocessor does instead
   error output ``"DeadKernelError: kernel died in cell N: <reason>"``. Later test cells still run; their RPCs fail
   cleanly, so they earn zero for whatever needed the dead kernel.
 
+Problem notes for the grade report
+----------------------------------
+Whatever went wrong while grading -- a kernel death, a timeout, a MemoryError, truncated or lost output, a test
+cell missing from the notebook or whose nbgrader metadata was changed so nbgrader will not score it, a duplicate
+that nbgrader stripped, a forged test cell -- is also written as one-line notes ("cell 12 (sum_backward): timed
+out after 60 s") to the notebook metadata, ``metadata["grading"]["problems"]``, which nbgrader keeps in the
+autograded notebook (its ClearMetadataPreprocessor step is disabled by default). The key is always overwritten,
+so a submission cannot plant notes of its own. grading/report.py shows them per student.
+
 Restart after a death (decision)
 --------------------------------
 By default (``max_kernel_restarts = 1``) the grader then starts **one** fresh sandboxed kernel and silently re-runs
@@ -97,7 +106,9 @@ from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode
 from .remote import RemoteError, RemoteKernel, RemoteName
 from .sandbox import SandboxedKernelManager, SandboxError
 
-__all__ = ["TrustedExecute", "free_names", "TrustedModules"]
+__all__ = ["TrustedExecute", "free_names", "TrustedModules", "PROBLEMS_KEY"]
+
+PROBLEMS_KEY = "grading"      # nb.metadata[PROBLEMS_KEY]["problems"]: one-line notes (see the module docstring)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -485,11 +496,48 @@ class TrustedExecute(Execute):
         self._scratch = self._make_scratch(resources, paths)
         self._nb_bytes = 0
         self._rk: t.Any = None
+        self._problems: list[str] = []
         try:
             run_sync(self._async_run)()
         finally:
             shutil.rmtree(self._scratch_base, ignore_errors=True)
+        # Always replaced: the submitted notebook's own metadata is the student's to forge.
+        self.nb.metadata[PROBLEMS_KEY] = {"problems": list(self._problems)}
         return self.nb, self.resources
+
+    def _problem(self, index: int | None, text: str) -> None:
+        """Record a one-line note for the grade report (and the log): "cell 12 (sum_backward): <text>"."""
+        where = ""
+        if index is not None and 0 <= index < len(self.nb.cells):
+            cell = self.nb.cells[index]
+            md = cell.metadata.get("nbgrader") if isinstance(cell.metadata, dict) else None
+            label = md.get("grade_id") if isinstance(md, dict) else None
+            label = label if isinstance(label, str) else cell.get("id")
+            label = label if isinstance(label, str) and label.isprintable() and len(label) <= 64 else None
+            where = f"cell {index + 1}" + (f" ({label})" if label else "") + ": "
+        note = (where + text)[:300]
+        if note not in self._problems and len(self._problems) < 50:
+            self._problems.append(note)
+            self.log.warning("TrustedExecute: %s", note)
+
+    def _check_cells(self) -> None:
+        """Notes on test cells nbgrader will not score as usual: missing, re-flagged by the student, or copies
+        whose metadata nbgrader's DeduplicateIds emptied."""
+        present = set()
+        for index, cell in enumerate(self.nb.cells):
+            md = cell.metadata.get("nbgrader") if isinstance(cell.metadata, dict) else None
+            if md == {}:
+                self._problem(index, "a duplicate of a graded or answer cell; nbgrader ignored this copy")
+                continue
+            gid = md.get("grade_id") if isinstance(md, dict) else None
+            if not isinstance(gid, str) or gid not in self._tests:
+                continue
+            present.add(gid)
+            if cell.cell_type == "code" and (not md.get("grade") or md.get("solution")):
+                self._problem(index, "test cell with changed nbgrader metadata (grade/solution flags): "
+                                     "nbgrader does not score it automatically")
+        for gid in sorted(set(self._tests) - present):
+            self._problem(None, f"test cell {gid} is missing from the notebook")
 
     async def _async_run(self) -> None:
         self._executed: list[int] = []        # ordinary cells run in the current kernel (for replay)
@@ -497,6 +545,7 @@ class TrustedExecute(Execute):
         self._restarts = 0
         self._death: tuple[int, str] | None = None    # (cell index, reason) of the death to report
         self._gave_up = False                          # no more restarts: the kernel stays dead
+        self._check_cells()
         try:
             await self._async_start()
             for index, cell in enumerate(self.nb.cells):
@@ -515,6 +564,7 @@ class TrustedExecute(Execute):
                     cell.outputs = [_error_output(
                         "UnverifiedTestCell", "this cell is marked as an autograder test but is not one of the "
                         "gradebook's test cells; it was not run")]
+                    self._problem(index, "marked as an autograder test but not one of the gradebook's; not run")
                 elif cell.source.strip():
                     await self._ensure_kernel()
                     await self._run_ordinary_cell(cell, index)
@@ -567,6 +617,7 @@ class TrustedExecute(Execute):
         self._culprits.add(index)
         if self._death is None:
             self._death = (index, reason)
+            self._problem(index, f"kernel died ({reason})")
         if self._rk is not None:
             self._rk.mark_dead(reason)
 
@@ -581,6 +632,8 @@ class TrustedExecute(Execute):
         index, reason = self._death
         if self._restarts >= self.max_kernel_restarts:
             self._gave_up = True
+            self._problem(None, f"the kernel stayed dead after cell {index + 1} (no restarts left): later "
+                                "cells were not run")
             return
         self._restarts += 1
         self.log.warning("TrustedExecute: kernel died in cell %d (%s); restarting and re-running earlier cells",
@@ -590,6 +643,7 @@ class TrustedExecute(Execute):
             await self._async_start()
         except Exception as e:
             self.log.error("TrustedExecute: could not restart the kernel: %s", e)
+            self._problem(None, f"the kernel could not be restarted after cell {index + 1}: later cells were not run")
             self._gave_up = True
             self._rk = _DeadKernel(f"could not restart after the death in cell {index + 1}")
             return
@@ -623,6 +677,7 @@ class TrustedExecute(Execute):
             self._death = None
         else:
             self._gave_up = True
+            self._problem(index, "the fresh kernel died again while re-running earlier cells: later cells were not run")
             self._death = (index, reason + "; it died again while re-running earlier cells")
             if self._rk is not None:
                 self._rk.mark_dead(self._death[1])
@@ -640,12 +695,14 @@ class TrustedExecute(Execute):
             if not self._timed_out:
                 self._executed.append(index)     # replayed after a restart (timed-out cells are not)
         except DeadKernelError:
+            self._cell_notes(cell, index)
             reason = self.km.describe_exit() if hasattr(self.km, "describe_exit") else "died"
             cell.outputs.append(_error_output("DeadKernelError", f"kernel died in cell {index + 1}: {reason}"))
             self._note_death(index, reason)
             return
         except Exception as e:
             cell.outputs.append(_error_output(type(e).__name__, f"the grader could not run this cell: {e}"))
+        self._cell_notes(cell, index)
         if not self._kernel_alive():
             reason = self.km.describe_exit() if hasattr(self.km, "describe_exit") else "died"
             cell.outputs.append(_error_output("DeadKernelError", f"kernel died in cell {index + 1}: {reason}"))
@@ -663,8 +720,18 @@ class TrustedExecute(Execute):
                 cell.outputs.append(_stream("stdout", "\n[grader: some output of this cell was lost (a single "
                                                       "message over the size limit, or the kernel stopped "
                                                       "sending)]\n"))
+                self._problem(index, "some output was lost (a message over the size limit)")
             await self._reconnect_iopub()
         self._nb_bytes += sum(_output_size(o) for o in cell.outputs)
+
+    def _cell_notes(self, cell: NotebookNode, index: int) -> None:
+        """Problem notes about an ordinary cell that just ran: timeout, truncated output, MemoryError."""
+        if self._timed_out:
+            self._problem(index, f"timed out after {self.timeout} s")
+        if self._cell_truncated:
+            self._problem(index, f"output truncated (more than {self._truncated_at})")
+        if any(o.get("output_type") == "error" and o.get("ename") == "MemoryError" for o in cell.outputs):
+            self._problem(index, "out of memory (MemoryError)")
 
     async def _reconnect_iopub(self) -> None:
         """Replace nbclient's IOPub socket after the kernel's output went missing.
@@ -800,6 +867,7 @@ class TrustedExecute(Execute):
         self._cell_truncated = True
         which = (f"{self.max_output_bytes_per_cell} bytes for this cell" if cell_room <= nb_room
                  else f"{self.max_output_bytes_per_notebook} bytes for the notebook")
+        self._truncated_at = which
         note = f"\n[output truncated: more than {which}]\n"
         if out.output_type == "stream" and room > 0:
             out.text = out.text[:room] + note

@@ -59,8 +59,8 @@ def db_rows(course, sql, *args):
 def grades_in_db(course):
     """student -> {grade id: score} straight from the SQLite tables (score = manual if set, else auto)."""
     rows = db_rows(course, """
-        SELECT sa.student_id, gc.name, COALESCE(g.manual_score, g.auto_score, 0)
-        FROM grade g JOIN grade_cell gc ON g.cell_id = gc.id
+        SELECT sa.student_id, bc.name, COALESCE(g.manual_score, g.auto_score, 0) + COALESCE(g.extra_credit, 0)
+        FROM grade g JOIN base_cell bc ON g.cell_id = bc.id
         JOIN submitted_notebook sn ON g.notebook_id = sn.id
         JOIN submitted_assignment sa ON sn.assignment_id = sa.id""")
     out = {}
@@ -72,7 +72,8 @@ def grades_in_db(course):
 def instructor_tables(course):
     """The assignment's definition in the gradebook (what no submission may change)."""
     return {table: db_rows(course, f"SELECT * FROM {table} ORDER BY id")
-            for table in ("assignment", "notebook", "grade_cell", "solution_cell", "source_cell", "task_cell")}
+            for table in ("course", "assignment", "notebook", "base_cell", "grade_cells", "solution_cells",
+                          "source_cell", "task_cells")}
 
 
 def gradebook_consistency_problems(course, students):
@@ -80,9 +81,9 @@ def gradebook_consistency_problems(course, students):
     submission, one submitted notebook and one grade row per grade cell, and nothing else is in there."""
     problems = []
     tables = {t for (t,) in db_rows(course, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    expected_tables = {"alembic_version", "assignment", "comment", "course", "grade", "grade_cell", "notebook",
-                       "solution_cell", "source_cell", "student", "submitted_assignment", "submitted_notebook",
-                       "task_cell"}
+    expected_tables = {"alembic_version", "assignment", "base_cell", "comment", "course", "grade", "grade_cells",
+                       "notebook", "solution_cells", "source_cell", "student", "submitted_assignment",
+                       "submitted_notebook", "task_cells"}
     if tables - expected_tables:
         problems.append(f"unexpected tables {sorted(tables - expected_tables)}")
     subs = db_rows(course, "SELECT student_id, COUNT(*) FROM submitted_assignment GROUP BY student_id")
@@ -99,8 +100,9 @@ def gradebook_consistency_problems(course, students):
         GROUP BY sa.student_id""")
     if sorted(per_student) != sorted((s, len(POINTS)) for s in students):
         problems.append(f"grade rows per student: {per_student}")
-    over = db_rows(course, """SELECT gc.name, g.auto_score, gc.max_score FROM grade g JOIN grade_cell gc
-                              ON g.cell_id = gc.id WHERE g.auto_score > gc.max_score OR g.auto_score < 0""")
+    over = db_rows(course, """SELECT g.cell_id, g.auto_score, gc.max_score FROM grade g JOIN grade_cells gc
+                              ON g.cell_id = gc.id WHERE g.auto_score > gc.max_score OR g.auto_score < 0
+                              OR g.manual_score IS NOT NULL OR g.extra_credit IS NOT NULL""")
     if over:
         problems.append(f"scores out of range: {over}")
     return problems

@@ -86,7 +86,7 @@ def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
     with sqlite3.connect(graded_course / "gradebook.db") as db:
         (grades,) = db.execute("select count(*) from grade").fetchone()
         (submissions,) = db.execute("select count(*) from submitted_assignment").fetchone()
-    assert submissions == len(STUDENTS) and grades == len(STUDENTS) * 10  # 5 answer + 5 test cells each
+    assert submissions == len(STUDENTS) and grades == len(STUDENTS) * 5  # one row per test cell
     assert tree_digest(graded_course / "submitted") == submitted_digest()
 
 
@@ -97,7 +97,23 @@ def test_plain_sequential_nbgrader_autograde_gives_the_same_grades(graded_course
     for student in ["dev", "eve"]:
         ours, theirs = (nbformat.read(c / "autograded" / student / ASSIGNMENT / "backprop.ipynb", as_version=4)
                         for c in (graded_course, course))
-        assert [c.get("outputs") for c in ours.cells] == [c.get("outputs") for c in theirs.cells], student
+        assert shown(ours) == shown(theirs), student
+
+
+def shown(nb):
+    """Each cell's outputs as a reader sees them (stdout arrives in chunks that depend on timing)."""
+    cells = []
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and outputs and outputs[-1][0] == ("stream", out.name):
+                outputs[-1] = (("stream", out.name), outputs[-1][1] + out.text)
+            elif out.output_type == "stream":
+                outputs.append((("stream", out.name), out.text))
+            else:
+                outputs.append(((out.output_type,), out.get("data") or out.get("evalue")))
+        cells.append(outputs)
+    return cells
 
 
 def test_a_killed_worker_loses_no_submission(tmp_path):

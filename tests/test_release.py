@@ -76,3 +76,22 @@ def test_validate_passes_on_instructor_notebook_and_reports_stubs_on_release(cou
     assert "Success! Your notebook passes all the tests." in ok.stdout
     bad = nbgrader(course, "validate", f"release/{ASSIGNMENT}/backprop.ipynb", check=False)
     assert "failed" in bad.stdout.lower() and "NotImplementedError" in bad.stdout
+
+
+def test_point_split_adds_up_to_each_test_cells_points():
+    import importlib.util
+    import re
+    spec = importlib.util.spec_from_file_location("gradcheck", REPO / "source" / ASSIGNMENT / "gradcheck.py")
+    import sys
+    sys.path.insert(0, str(REPO))
+    gradcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gradcheck)
+    nb = nbformat.read(REPO / "source" / ASSIGNMENT / "backprop.ipynb", as_version=4)
+    graded = {}
+    for cell in nb.cells:
+        m = re.search(r'gradcheck\.grade\("([^"]+)"', cell.source)
+        if m:
+            graded[m.group(1)] = cell.metadata.nbgrader["points"]
+    assert sorted(graded) == sorted(gradcheck.ITEMS) and sum(graded.values()) == 10
+    for item, points in graded.items():
+        assert sum(gradcheck.ITEMS[item].points.values()) == points, item
