@@ -1,0 +1,52 @@
+"""Every catalogued bug, pasted into the release notebook and graded by the real `nbgrader autograde` pipeline
+(through grading.grade_class, sandbox and all), gets exactly its expected points on its own item and full
+points everywhere else (slow: one class of ~14 submissions)."""
+import pytest
+
+from conftest import ASSIGNMENT, nbgrader
+from graded_course import make_class, run
+from grading import report, sample_class
+
+pytestmark = pytest.mark.slow
+
+# gradcheck item -> (answer cell id, report column, points)
+ITEMS = {
+    "Multiply.backward": ("multiply_backward", "multiply", 2.0),
+    "Sum.backward": ("sum_backward", "sum", 1.0),
+    "DotProduct.backward": ("dot_product_backward", "dot_product", 2.0),
+    "nll_grad": ("nll_grad", "nll_grad", 3.0),
+    "LogisticRegression.step": ("logreg_step", "logreg_step", 2.0),
+}
+
+
+def catalog_class():
+    """student -> {answer cell: bug name or "solution"}: student i carries the i-th bug of every item."""
+    bugs = sample_class.load_bug_catalog(sample_class.Path(__file__).resolve().parent.parent)
+    by_item = {item: [b for b in bugs.values() if b.item == item] for item in ITEMS}
+    students = {}
+    for i in range(max(len(v) for v in by_item.values())):
+        students[f"bugs{i:02d}"] = {cell: (by_item[item][i].name if i < len(by_item[item]) else "solution")
+                                    for item, (cell, _, _) in ITEMS.items()}
+    return students, bugs
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_class(tmp_path_factory.mktemp("bugs") / "course")
+    plans, bugs = catalog_class()
+    solutions = sample_class.solution_sources(course / "source" / ASSIGNMENT / "backprop.ipynb")
+    for student, plan in plans.items():
+        sample_class.make_submission(course, student, -1, plan, solutions, bugs)
+    sample_class.register(course, report.course_id_from_config(course), {s: s for s in plans})
+    run(course, "grading.grade_class", "--workers", "2", *[a for s in plans for a in ("--student", s)])
+    rows = {r.student: r for r in report.load_report(course).rows}
+    return plans, bugs, rows
+
+
+def test_every_bug_gets_exactly_its_points_and_nothing_else_is_lost(graded):
+    plans, bugs, rows = graded
+    assert len(bugs) >= 20 and set(plans) <= set(rows)
+    for student, plan in plans.items():
+        expected = {column: (bugs[plan[cell]].expected_points if plan[cell] != "solution" else points)
+                    for cell, column, points in ITEMS.values()}
+        assert rows[student].items == expected, (student, plan)
