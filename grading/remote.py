@@ -36,6 +36,21 @@ itself (stored, not compressed; numeric dtypes only; shape consistent with the m
 object array or a lying header cannot make the grader allocate or unpickle anything. Any malformed or forged
 result is a clean :class:`RemoteError`.
 
+The request line does not normally travel as an ``execute_request`` (about 6 ms of ipykernel overhead each): on
+first use the grader binds a fresh, randomly named Unix socket in the scratch directory (``bind`` never follows or
+replaces an existing path; the file is checked through an ``O_PATH|O_NOFOLLOW`` descriptor to be the grader's own
+socket before it is made connectable for the kernel's UID, and unlinked once connected), and one silent execution
+makes the helper connect to it and serve requests from a daemon thread: one JSON line in (capped at 16 MiB), one
+line out (``ok`` or ``error <TypeName>``, the same as the user expression's status), result data in the same files.
+The grader never connects to a path in the student-writable directory. The thread runs each call in a snapshot of
+the main thread's context variables taken after every execution (numpy's errstate and print options, decimal's
+context) and attributes its output to the grader's silent request. A call that overruns its timeout cannot be
+interrupted by a signal there: the idle main thread is asked to raise ``KeyboardInterrupt`` in the serving thread,
+and the kernel is killed if no answer comes within ``interrupt_grace``. If the socket cannot be set up, or student
+code closes, floods or stops it, the grader switches to the ``execute_request`` path for good (the call in flight
+when a connection breaks fails with a clean :class:`RemoteError`); nothing the kernel does can make a call wait
+longer than its timeout plus the grace.
+
 Shared-array semantics
 ----------------------
 In a normal notebook the test and the student's code share array objects, and a grader can detect that student
@@ -63,7 +78,10 @@ import math
 import os
 import re
 import secrets
+import select
+import socket
 import stat
+import textwrap
 import time
 import weakref
 import zipfile
@@ -111,8 +129,10 @@ def remote_error(etype: str, msg: str) -> RemoteError:
 # ---------------------------------------------------------------------------------------------------------------
 
 KERNEL_HELPER = r'''
-import json as _json, os as _os, sys as _sys
+import json as _json, os as _os, sys as _sys, threading as _threading
 import numpy as _np
+
+_rpc_lock = _threading.Lock()
 
 _objects = {}
 _tracked = {}      # key -> [array, snapshot]
@@ -334,6 +354,111 @@ def serve(ns, request):
             _write(prefix, {"ok": False, "etype": type(e).__name__, "msg": msg[:4000], "sync": []}, {})
 
 
+_MAX_LINE = 16 << 20
+_rpc_state = {"busy": False, "tid": None}
+
+
+def _set_async_exc(tid, exc):
+    """Raise `exc` asynchronously in thread `tid` (None: clear a pending one)."""
+    import ctypes
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), None if exc is None else ctypes.py_object(exc))
+
+
+def interrupt():
+    """Called from the main thread when a socket call timed out: KeyboardInterrupt into the busy serve thread."""
+    with _rpc_lock:
+        if _rpc_state["busy"] and _rpc_state["tid"] is not None:
+            _set_async_exc(_rpc_state["tid"], KeyboardInterrupt)
+
+
+_main_context = [None]
+
+
+def _snapshot_context(*args):
+    """post_execute hook (main thread): remember the main thread's context variables (numpy's errstate and print
+    options, decimal's context, ...) so that calls served by the thread see what they would see in a cell."""
+    import contextvars
+    _main_context[0] = contextvars.copy_context()
+
+
+def start(path, ns):
+    """Connect to the grader's Unix socket at `path` and serve requests on it from a daemon thread."""
+    import socket, threading
+    _snapshot_context()
+    try:
+        events = get_ipython().events
+        if _snapshot_context not in events.callbacks["post_execute"]:
+            events.register("post_execute", _snapshot_context)
+    except Exception:
+        pass
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(5)
+    conn.connect(path)
+    conn.settimeout(None)
+    serve_fn = serve
+    # Output of student code run by the thread is attributed (as before, when each call was its own silent
+    # request) to the grader's silent request that started it, never to whatever cell the kernel ran last.
+    parents = []
+    for stream in (_sys.stdout, _sys.stderr):
+        try:
+            var = stream._parent_header
+            parents.append((var, var.get()))
+        except Exception:
+            pass
+
+    def serve_in_context(line):
+        for var, parent in parents:
+            try:
+                var.set(parent)
+            except Exception:
+                pass
+        serve_fn(ns, line)
+
+    def loop():
+        _rpc_state["tid"] = threading.get_ident()
+        buf = b""
+        try:
+            while True:
+                while b"\n" not in buf:
+                    if len(buf) > _MAX_LINE:
+                        return
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    try:
+                        with _rpc_lock:
+                            _rpc_state["busy"] = True
+                        ctx = _main_context[0]
+                        if ctx is None:
+                            serve_in_context(line.decode())
+                        else:
+                            ctx.run(serve_in_context, line.decode())
+                        reply = b"ok\n"
+                    finally:
+                        with _rpc_lock:
+                            _rpc_state["busy"] = False
+                            _set_async_exc(_rpc_state["tid"], None)
+                except BaseException as e:
+                    try:
+                        reply = ("error %s\n" % type(e).__name__[:100]).encode("ascii", "replace")
+                    except BaseException:
+                        reply = b"error Exception\n"
+                conn.sendall(reply)
+        except BaseException:
+            pass
+        finally:
+            try:
+                conn.close()
+            except BaseException:
+                pass
+
+    t = threading.Thread(target=loop, name="grading-rpc", daemon=True)
+    t.start()
+
+
 def _sync(out):
     """Keys of tracked arrays whose contents changed since last synced; their data goes into `out`."""
     changed = []
@@ -358,12 +483,25 @@ def __grading_rpc_install__():
     m = types.ModuleType("_grading_rpc")
     exec({source!r}, m.__dict__)
     m.serve_{version} = m.serve
+    m.start_{version} = m.start
+    m.interrupt_{version} = m.interrupt
     sys.modules["_grading_rpc"] = m
 try:
     __grading_rpc_install__()
 finally:
     del __grading_rpc_install__
 """
+
+# Starts the socket transport (installing the helper first if it is missing): the kernel connects to the grader's
+# listening Unix socket at `path` and serves requests from a daemon thread.
+_START = """if getattr(__import__('sys').modules.get('_grading_rpc'), 'start_{version}', None) is None:
+{install}
+__import__('sys').modules['_grading_rpc'].start_{version}({path!r}, globals())
+"""
+
+# Sent (as an ordinary silent execute request, run by the idle main thread) when a socket call timed out.
+_INTERRUPT = "__import__('sys').modules['_grading_rpc'].interrupt_{version}()"
+_MAX_LINE = 16 << 20        # request line cap, the same as the kernel side's
 
 # The per-call snippet: one expression, evaluated by the kernel as a user expression of an otherwise empty,
 # silent execute request (IPython's cell machinery costs several ms per call and a big cell even more).
@@ -568,6 +706,10 @@ class RemoteKernel:
         self._shell.connect(km._make_url("shell"))
         self._poller = zmq.Poller()
         self._poller.register(self._shell, zmq.POLLIN)
+        # Per-call transport: a Unix socket served by a daemon thread in the kernel (set up on first use);
+        # "off" once it could not be set up or broke: every call then goes through an execute_request.
+        self._sock: socket.socket | None = None
+        self._sock_state = "new"
 
     # ------------------------------------------------------------------ liveness
 
@@ -593,6 +735,7 @@ class RemoteKernel:
             self.dead_reason = reason
 
     def close(self) -> None:
+        self._sock_off()
         try:
             self._shell.close(linger=0)
             self._ctx.term()
@@ -774,12 +917,15 @@ class RemoteKernel:
                 os.fchmod(fd, 0o644)
                 with os.fdopen(fd, "wb") as f:
                     np.savez(f, **arrays)
-            expr = _CALL.format(version=HELPER_VERSION, request=json.dumps(req, allow_nan=True))
-            status = self._execute("", expr)
-            if status.get("status") != "ok":
-                # helper not installed yet (or removed by student code): install it and try once more
-                self._execute(_INSTALL.format(source=KERNEL_HELPER, version=HELPER_VERSION), None)
+            line = json.dumps(req, allow_nan=True)
+            status = self._socket_call(line)
+            if status is None:      # no socket transport: one execute_request per call
+                expr = _CALL.format(version=HELPER_VERSION, request=line)
                 status = self._execute("", expr)
+                if status.get("status") != "ok":
+                    # helper not installed yet (or removed by student code): install it and try once more
+                    self._execute(_INSTALL.format(source=KERNEL_HELPER, version=HELPER_VERSION), None)
+                    status = self._execute("", expr)
             if status.get("status") != "ok":
                 ename = status.get("ename")
                 ename = _printable(ename[:100]) if type(ename) is str else "error"
@@ -826,6 +972,150 @@ class RemoteKernel:
                 np.copyto(live, new)
                 entry.snapshot = live.copy()
             # else: the kernel resized or retyped it; the grader's array cannot follow in place
+
+    # Socket transport. The grader binds a fresh, randomly named Unix socket in the scratch directory (bind never
+    # follows or replaces an existing path, so a planted symlink only makes the set-up fail), the kernel's helper
+    # connects to it and serves each request line in a daemon thread, answering "ok" or "error <TypeName>". The
+    # grader only ever talks over the accepted connection, never connects to a path in the scratch directory.
+    # Anything unexpected (set-up fails, the thread is gone, stray data) turns the socket off and the call goes
+    # through the execute_request path instead; an answer lost in the middle of a call is a RemoteError.
+
+    def _sock_off(self) -> None:
+        self._sock_state = "off"
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _socket_setup(self) -> bool:
+        self._sock_state = "off"
+        path = os.path.join(os.path.abspath(self.scratch_dir), f"_rpc_{secrets.token_hex(10)}.sock")
+        if len(os.fsencode(path)) > 100:        # sun_path limit
+            return False
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
+        try:
+            listener.bind(path)
+            bound = True
+            # Make it connectable for the kernel's UID without following a path the student might have swapped.
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                    return False
+                os.chmod(f"/proc/self/fd/{fd}", 0o666)
+            finally:
+                os.close(fd)
+            listener.listen(1)
+            listener.setblocking(False)
+            self._execute(_START.format(version=HELPER_VERSION, path=path, install=textwrap.indent(
+                _INSTALL.format(source=KERNEL_HELPER, version=HELPER_VERSION), "    ")), None)
+            if not select.select([listener], [], [], 2.0)[0]:
+                return False
+            conn, _ = listener.accept()
+            conn.setblocking(False)
+            self._sock = conn
+            self._sock_state = "up"
+            return True
+        except OSError:
+            return False
+        finally:
+            listener.close()
+            if bound:
+                _unlink(path)
+
+    def _socket_call(self, line: str) -> dict | None:
+        """Run one request over the socket; the status dict like :meth:`_execute`'s, or None if the socket
+        transport is unavailable (then nothing was sent and the caller uses the execute_request path)."""
+        if self._sock_state == "off" or len(line) >= _MAX_LINE or "\n" in line:
+            return None
+        if self._sock_state == "new" and not self._socket_setup():
+            return None
+        sock = self._sock
+        budget = self.timeout
+        if self.deadline is not None:
+            budget = min(budget, max(0.0, self.deadline - time.monotonic()))
+        deadline = time.monotonic() + budget
+        try:
+            # between calls the connection must be quiet: EOF (thread gone) or stray bytes mean it is unusable
+            if select.select([sock], [], [], 0)[0]:
+                self._sock_off()
+                return None
+            data = memoryview(line.encode() + b"\n")
+            while data:
+                if not select.select([], [sock], [], max(0.0, min(0.25, deadline - time.monotonic())))[1]:
+                    if time.monotonic() >= deadline or not self.alive:
+                        # the thread is not reading: nothing complete was delivered, so nothing will be served
+                        self._sock_off()
+                        return None
+                    continue
+                try:
+                    data = data[sock.send(data):]
+                except (BlockingIOError, InterruptedError):
+                    continue
+        except OSError:
+            self._sock_off()
+            return None
+        reply = self._socket_reply(deadline)
+        if reply is None:
+            if not self.alive:
+                raise RemoteError(f"kernel died ({self.dead_reason})")
+            # Timed out. The serving thread cannot be signalled; ask the idle main thread to raise
+            # KeyboardInterrupt in it, and kill the kernel if that does not bring an answer in time.
+            try:
+                self._send("execute_request", {
+                    "code": _INTERRUPT.format(version=HELPER_VERSION), "silent": True, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": False})
+            except Exception:
+                pass
+            if self._socket_reply(time.monotonic() + self.interrupt_grace) is not None:
+                raise RemoteError(f"TimeoutError: call did not finish within {budget:.0f} s (interrupted)")
+            if hasattr(self.km, "kill_now"):
+                self.km.kill_now()
+            self.mark_dead(f"killed after a call did not finish within {budget:.0f} s")
+            self._sock_off()
+            raise RemoteError(f"TimeoutError: call did not finish within {budget:.0f} s (kernel killed)")
+        if reply == b"ok":
+            return {"status": "ok"}
+        if reply.startswith(b"error "):
+            return {"status": "error", "ename": reply[6:106].decode("ascii", "replace")}
+        return {"status": "error", "ename": "connection lost" if reply == b"" else "bad reply"}
+
+    def _socket_reply(self, deadline: float) -> bytes | None:
+        """The reply line (without newline); b"" if the connection broke (the socket is then off); None when
+        `deadline` passed. RemoteError if the kernel died."""
+        buf = b""
+        sock = self._sock
+        while sock is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                ready = select.select([sock], [], [], min(0.25, remaining))[0]
+                if not ready:
+                    if not self.alive:
+                        self._sock_off()
+                        raise RemoteError(f"kernel died ({self.dead_reason})")
+                    continue
+                chunk = sock.recv(256 - len(buf))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                line, rest = buf.split(b"\n", 1)
+                if rest:        # more than one answer to one request: out of step, stop using the socket
+                    self._sock_off()
+                return line
+            if len(buf) >= 256:
+                break
+        self._sock_off()
+        return b""
 
     def _execute(self, code: str, expr: str | None) -> dict:
         """Run `code` (and user expression `expr`) in the kernel and wait for the reply; returns the user
