@@ -43,3 +43,13 @@ c.Autograde.autograde_preprocessors = [
 c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
+
+# Sanitizing: nbgrader's steps, with two replaced (grading/sanitize.py) so that a duplicated cell or a forged
+# schema_version costs that student the affected cells instead of stopping the whole class run.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "grading.sanitize.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "grading.sanitize.CheckCellMetadata",
+]

@@ -57,11 +57,11 @@ What this preprocessor does instead
 Problem notes for the grade report
 ----------------------------------
 Whatever went wrong while grading -- a kernel death, a timeout, a MemoryError, truncated or lost output, a test
-cell missing from the notebook or whose nbgrader metadata was changed so nbgrader will not score it, a duplicate
-that nbgrader stripped, a forged test cell -- is also written as one-line notes ("cell 12 (sum_backward): timed
-out after 60 s") to the notebook metadata, ``metadata["grading"]["problems"]``, which nbgrader keeps in the
-autograded notebook (its ClearMetadataPreprocessor step is disabled by default). The key is always overwritten,
-so a submission cannot plant notes of its own. grading/report.py shows them per student.
+cell missing from the notebook, a duplicate that nbgrader stripped (grading/sanitize.py), a forged test cell --
+is also written as one-line notes ("cell 12 (sum_backward): timed out after 60 s") to the notebook metadata,
+``metadata["grading"]["problems"]``, which nbgrader keeps in the autograded notebook (its
+ClearMetadataPreprocessor step is disabled by default). The key is always overwritten, so a submission cannot
+plant notes of its own. grading/report.py shows them per student.
 
 Restart after a death (decision)
 --------------------------------
@@ -521,21 +521,17 @@ class TrustedExecute(Execute):
             self.log.warning("TrustedExecute: %s", note)
 
     def _check_cells(self) -> None:
-        """Notes on test cells nbgrader will not score as usual: missing, re-flagged by the student, or copies
-        whose metadata nbgrader's DeduplicateIds emptied."""
+        """Notes on test cells nbgrader will not score: missing from the notebook, or copies that
+        grading.sanitize.DeduplicateIds turned into ordinary cells."""
         present = set()
         for index, cell in enumerate(self.nb.cells):
-            md = cell.metadata.get("nbgrader") if isinstance(cell.metadata, dict) else None
-            if md == {}:
-                self._problem(index, "a duplicate of a graded or answer cell; nbgrader ignored this copy")
-                continue
-            gid = md.get("grade_id") if isinstance(md, dict) else None
-            if not isinstance(gid, str) or gid not in self._tests:
-                continue
-            present.add(gid)
-            if cell.cell_type == "code" and (not md.get("grade") or md.get("solution")):
-                self._problem(index, "test cell with changed nbgrader metadata (grade/solution flags): "
-                                     "nbgrader does not score it automatically")
+            md = cell.metadata if isinstance(cell.metadata, dict) else {}
+            dup = md.get("grading", {}).get("duplicate_of") if isinstance(md.get("grading"), dict) else None
+            if isinstance(dup, str) and dup.isprintable():
+                self._problem(index, f"duplicate grade id {dup[:64]}: this copy ran as an ordinary cell")
+            gid = md.get("nbgrader", {}).get("grade_id") if isinstance(md.get("nbgrader"), dict) else None
+            if isinstance(gid, str):
+                present.add(gid)
         for gid in sorted(set(self._tests) - present):
             self._problem(None, f"test cell {gid} is missing from the notebook")
 
@@ -643,7 +639,8 @@ class TrustedExecute(Execute):
             await self._async_start()
         except Exception as e:
             self.log.error("TrustedExecute: could not restart the kernel: %s", e)
-            self._problem(None, f"the kernel could not be restarted after cell {index + 1}: later cells were not run")
+            self._problem(None, f"the kernel could not be restarted after cell {index + 1}: later cells were "
+                                "not run")
             self._gave_up = True
             self._rk = _DeadKernel(f"could not restart after the death in cell {index + 1}")
             return
@@ -677,7 +674,8 @@ class TrustedExecute(Execute):
             self._death = None
         else:
             self._gave_up = True
-            self._problem(index, "the fresh kernel died again while re-running earlier cells: later cells were not run")
+            self._problem(index, "the fresh kernel died again while re-running earlier cells: later cells were "
+                                 "not run")
             self._death = (index, reason + "; it died again while re-running earlier cells")
             if self._rk is not None:
                 self._rk.mark_dead(self._death[1])

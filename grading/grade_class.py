@@ -51,11 +51,11 @@ def submitted_students(course, assignment):
 
 
 def check(result, student):
-    """Turn nbgrader's result dict into a one-line reason when grading this student failed."""
+    """None when nbgrader graded this student, else nbgrader's one-line reason."""
     if result.get("success"):
         return None
-    lines = [l for l in (result.get("error") or result.get("log") or "unknown error").splitlines() if l.strip()]
-    return lines[-1][:300] if lines else "unknown error"
+    from grading.report import reason_from_nbgrader_result
+    return reason_from_nbgrader_result(result)
 
 
 class Progress:
@@ -128,6 +128,7 @@ def grade_sequentially(course, assignment, students):
         problem = check(api.autograde(assignment, student), student)
         if problem:
             problems[student] = problem
+        record_problems(course, [student], {student: problem} if problem else {})
         progress.report(student, time.monotonic() - start, problem)
     return problems
 
@@ -175,6 +176,7 @@ def grade_on_dask(course, assignment, students, workers, scheduler=None):
             problem = problem or recorded
             if problem:
                 problems[student] = problem
+            record_problems(course, [student], {student: problem} if problem else {})
             progress.report(student, seconds, problem)
     finally:
         client.close()
@@ -192,7 +194,9 @@ def record_problems(course, graded, problems):
         known.pop(student, None)
     known.update(problems)
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+    os.replace(tmp, path)  # a run killed mid-write leaves the old file, never half a file
 
 
 def main(argv=None):
@@ -213,7 +217,6 @@ def main(argv=None):
         problems = grade_sequentially(course, args.assignment, students)
     else:
         problems = grade_on_dask(course, args.assignment, students, args.workers, args.scheduler)
-    record_problems(course, students, problems)
     print(f"graded {len(students) - len(problems)}/{len(students)} submissions in {time.monotonic() - start:.1f} s")
     for student, problem in sorted(problems.items()):
         print(f"  {student}: {problem}")

@@ -5,11 +5,17 @@
 prints a table (one row per student, one column per graded cell) and writes OUT/grades_by_item.csv and
 OUT/grades_overview.png (score distribution and per-item pass rate). OUT defaults to DIR/reports.
 The same steps are available as functions: load_report, format_table, write_csv, plot_overview.
+
+When grading a submission went wrong, its row gets a one-line "problem" note (an extra last column of the table
+and the CSV, present only when some student has one); see submission_problem for where the notes come from.
 """
 import argparse
 import csv
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
@@ -27,6 +33,7 @@ class StudentRow:
     penalty: float
     score: float  # what the student gets: max(0, total - penalty), as `nbgrader export` computes it
     max_score: float
+    problem: Optional[str] = None  # one line on what went wrong while grading the submission, if anything
 
 
 @dataclass
@@ -59,6 +66,129 @@ def _in_notebook_order(course, assignment, notebook):
     return sorted(notebook.grade_cells, key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name))
 
 
+PROBLEMS_FILE = "problems.json"  # autograded/problems.json: {student: one-line reason}, by grading.grade_class
+NOTES_KEY = "grading"  # autograded notebook metadata[NOTES_KEY]["problems"]: notes by grading.execute.TrustedExecute
+
+
+def recorded_problems(course):
+    """{student: reason} from autograded/problems.json, for submissions nbgrader could not autograde at all.
+
+    An entry older than the student's autograded notebook is stale (graded successfully since, e.g. by a plain
+    `nbgrader autograde`) and dropped. An unreadable file counts as empty."""
+    path = Path(course) / "autograded" / PROBLEMS_FILE
+    try:
+        recorded = json.loads(path.read_text())
+        written = path.stat().st_mtime
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    out = {}
+    for student, reason in recorded.items():
+        notebooks = list((Path(course) / "autograded" / str(student)).glob("*/*.ipynb"))
+        if notebooks and max(p.stat().st_mtime for p in notebooks) > written:
+            continue
+        lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+        out[str(student)] = lines[-1] if lines else "unknown error"
+    return out
+
+
+def _short(notes, limit=200):
+    """Notes joined into one line of at most ~limit characters, with a count of those left out."""
+    text = ""
+    for i, note in enumerate(notes):
+        more = f" (+{len(notes) - i} more)"
+        candidate = f"{text}; {note}" if text else note
+        if text and len(candidate) > limit:
+            return text + more
+        text = candidate
+    return text[:limit + 100]
+
+
+def _diagnose_notebook(path):
+    """What makes a submitted notebook unreadable, in one line, or None (readable, or not there)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{path.name} is not a text file (binary, or not UTF-8)"
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        return f"{path.name} is not valid JSON ({e})"
+    if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
+        return f"{path.name} is JSON but not a notebook"
+    try:
+        nbformat.validate(nbformat.reads(text, as_version=4))
+    except Exception as e:
+        return f"{path.name} is not a valid notebook ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    return None
+
+
+def reason_from_nbgrader_result(result):
+    """One line saying why nbgrader's API could not autograde a submission, from the dict its
+    NbGraderAPI.autograde returns: the innermost exception nbgrader logged (e.g. "RuntimeError: Inconsistent
+    checksums for cell test_nll_grad"), else its last error line, rather than the closing "Please see the
+    above traceback"; None when it succeeded."""
+    if result.get("success"):
+        return None
+    lines = [line.strip() for line in (result.get("log") or "").splitlines() if line.strip()]
+    generic = ("Please see the", "There was an error processing")
+    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*", line)
+              and "NbGraderException" not in line]
+    logged = [line.removeprefix("[ERROR]").strip() for line in lines
+              if line.startswith("[ERROR]") and not any(g in line for g in generic)
+              and "Traceback" not in line]
+    tail = [line for line in (result.get("error") or "").splitlines() if line.strip()][-1:]
+    tail = [line for line in tail if not any(g in line for g in generic)]
+    for candidate in (errors[-1:], tail, logged[-1:]):
+        if candidate:
+            return candidate[0][:300]
+    return "unknown error"
+
+
+def submission_problem(course, assignment, student, notebooks, recorded):
+    """One line on what went wrong grading `student`'s submission, or None. In this order:
+
+    1. a notebook of the assignment (`notebooks`: names without .ipynb) missing from submitted/ (only checked
+       when submitted/<student>/ exists here): "backprop.ipynb not submitted (found: Backprop.ipynb)";
+    2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
+       <reason>", the reason being what is wrong with the submitted file when that can be told from it (not JSON,
+       not a notebook), else the one recorded in autograded/problems.json by grading.grade_class;
+    3. the notes grading.execute.TrustedExecute left in the autograded notebook (kernel died, timed out, out of
+       memory, output truncated, test cell missing...), joined;
+    4. no autograded notebook at all: "not autograded".
+    """
+    course = Path(course)
+    folder = course / "submitted" / student / assignment
+    if (course / "submitted" / student).is_dir():
+        missing = [f"{name}.ipynb" for name in notebooks if not (folder / f"{name}.ipynb").is_file()]
+        if missing:
+            found = sorted(p.name for p in folder.glob("*.ipynb")) if folder.is_dir() else []
+            return (f"{', '.join(missing)} not submitted"
+                    + (f" (found: {', '.join(found)})" if found else " (no notebook in the submission)"))
+    if student in recorded:
+        diagnosis = [d for d in (_diagnose_notebook(folder / f"{name}.ipynb") for name in notebooks) if d]
+        return f"could not be autograded: {diagnosis[0] if diagnosis else recorded[student]}"
+    notes, graded = [], 0
+    for name in notebooks:
+        path = course / "autograded" / student / assignment / f"{name}.ipynb"
+        try:
+            metadata = json.loads(path.read_text())["metadata"]
+            found = metadata.get(NOTES_KEY, {}).get("problems", [])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        graded += 1
+        prefix = f"{name}: " if len(notebooks) > 1 else ""
+        notes += [prefix + n for n in found if isinstance(n, str)] if isinstance(found, list) else []
+    if not graded:
+        return "not autograded (no autograded notebook)"
+    return _short(notes) if notes else None
+
+
 def load_report(course, assignment=ASSIGNMENT, course_id=None):
     """Every submission of `assignment` in the gradebook of `course`, with per-item points."""
     course = Path(course).resolve()
@@ -72,12 +202,22 @@ def load_report(course, assignment=ASSIGNMENT, course_id=None):
             raise LookupError(f"assignment {assignment!r} is not in {db}") from None
         # grade cell name -> max points (the assignment has one notebook; names are unique within it)
         cells = {c.name: c.max_score for nb in source.notebooks for c in _in_notebook_order(course, assignment, nb)}
+        notebooks = sorted(nb.name for nb in source.notebooks)
+        recorded = recorded_problems(course)
         rows = []
         for sub in gb.assignment_submissions(assignment):
             points = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
             penalty = sub.late_submission_penalty or 0.0
             rows.append(StudentRow(sub.student.id, {short_name(n): points.get(n, 0.0) for n in cells},
-                                   sub.score, penalty, max(0.0, sub.score - penalty), sub.max_score))
+                                   sub.score, penalty, max(0.0, sub.score - penalty), sub.max_score,
+                                   submission_problem(course, assignment, sub.student.id, notebooks, recorded)))
+        # Submissions nbgrader never recorded (e.g. no notebook at all: nbgrader stops before creating the
+        # submission) still get a row, with zero points and the reason.
+        graded = {r.student for r in rows}
+        submitted = {p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir()}
+        for student in sorted((set(recorded) | submitted) - graded):
+            rows.append(StudentRow(student, {short_name(n): 0.0 for n in cells}, 0.0, 0.0, 0.0, source.max_score,
+                                   submission_problem(course, assignment, student, notebooks, recorded)))
         return Report(assignment, [short_name(n) for n in cells], {short_name(n): m for n, m in cells.items()},
                       sorted(rows, key=lambda r: r.student), source.max_score)
 
@@ -87,8 +227,13 @@ def _num(x):
     return f"{x:g}"
 
 
+def _with_problems(report):
+    return any(r.problem for r in report.rows)
+
+
 def format_table(report):
-    """The report as aligned plain text: a header line, then one line per student."""
+    """The report as aligned plain text: a header line, then one line per student (plus a last column,
+    "problem", when grading went wrong for some student)."""
     header = ["student", *report.items, "total", "penalty", "score", "max"]
     lines = [[r.student, *map(_num, r.items.values()), _num(r.total), _num(r.penalty), _num(r.score),
               _num(r.max_score)] for r in report.rows]
@@ -96,16 +241,21 @@ def format_table(report):
 
     def aligned(row):  # student ids left-aligned, numbers right-aligned
         return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
-    return "\n".join(aligned(row) for row in [header, *lines])
+    text = [aligned(row) for row in [header, *lines]]
+    if _with_problems(report):  # free text, left-aligned, last
+        text = [line + "  " + note for line, note in zip(text, ["problem", *(r.problem or "" for r in report.rows)])]
+    return "\n".join(line.rstrip() for line in text)
 
 
 def write_csv(report, path):
-    """One row per student: student, each item's points, total, penalty, score."""
+    """One row per student: student, each item's points, total, penalty, score (and problem, when any)."""
+    problems = _with_problems(report)
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["student", *report.items, "total", "penalty", "score"])
+        out.writerow(["student", *report.items, "total", "penalty", "score"] + (["problem"] if problems else []))
         for r in report.rows:
-            out.writerow([r.student, *r.items.values(), r.total, r.penalty, r.score])
+            out.writerow([r.student, *r.items.values(), r.total, r.penalty, r.score]
+                         + ([r.problem or ""] if problems else []))
 
 
 def pass_rates(report):

@@ -15,7 +15,7 @@ import copy
 import json
 import random
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,12 +42,12 @@ class Entry:
     what: str
     build: Callable  # build(ctx, folder): writes the submission files into folder
     earns: tuple = ()  # grade ids of the honest base's items (full points each); everything else 0
-    problem: Optional[str] = None  # substring of the report's problem note (malformed catalog)
-    partial: dict = field(default_factory=dict)  # grade id -> points, when not simply full or zero
+    problem: Optional[str] = None  # substring of the grade report's problem note for this student
 
     @property
     def expected(self):
-        return {gid: float(self.partial.get(gid, POINTS[gid] if gid in self.earns else 0)) for gid in POINTS}
+        """grade id -> points this submission must get."""
+        return {gid: float(POINTS[gid] if gid in self.earns else 0) for gid in POINTS}
 
 
 class Context:
@@ -80,11 +80,11 @@ def insert_code(nb, after_id, source, new_id):
     return cell
 
 
-def write(folder, nb=None, raw=None, name=NOTEBOOK, support=True, ctx=None):
+def write(folder, nb=None, raw=None, name=NOTEBOOK, ctx=None):
     """A submission folder: the notebook (node or raw bytes), the released support files, timestamp.txt."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if support and ctx is not None:
+    if ctx is not None:
         for path in ctx.release_dir.iterdir():
             if path.is_file() and path.suffix != ".ipynb":
                 (folder / path.name).write_bytes(path.read_bytes())
@@ -142,29 +142,24 @@ CUSTOM_EXC = """
 get_ipython().set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, tb_offset=None: None)
 """
 
-FAKE_PARTIAL_CREDIT = """
-# partial credit is read from a test cell's execute_result: send one claiming full points after every cell
-import sys
+DISPLAY_MACHINERY = """
+# nbgrader reads partial credit from a test cell's execute_result and zero from an error or stderr output:
+# after every cell, clear what it showed and publish an execute_result claiming full points
+import io, sys
+from IPython.display import clear_output
 ip = get_ipython()
 kernel = ip.kernel
 def claim_points(result=None):
+    clear_output()
     kernel.session.send(kernel.iopub_socket, "execute_result",
                         {"data": {"text/plain": "3.0"}, "metadata": {}, "execution_count": 1},
                         parent=kernel.get_parent(), ident=kernel._topic("execute_result"))
 ip.events.register("post_run_cell", claim_points)
-# ... and make every number the checker returns display as full points
+# every float shows as full points, nothing reaches stderr, displays and tracebacks vanish
 ip.display_formatter.formatters["text/plain"].for_type(float, lambda obj, p, cycle: p.text("3.0"))
 sys.displayhook = lambda value: print("3.0")
-"""
-
-SUPPRESS_OUTPUT = """
-# hide whatever a test cell reports: no stderr, no displays, and clear the outputs after every cell
-import io, sys
-from IPython.display import clear_output
-ip = get_ipython()
 sys.stderr = io.StringIO()
 ip.display_pub.publish = lambda *args, **kwargs: None
-ip.events.register("post_run_cell", lambda result: clear_output())
 ip.showtraceback = lambda *args, **kwargs: None
 """
 
@@ -177,10 +172,9 @@ class Anything:
     __lt__ = __gt__ = __ne__
     def _absorb(self, *args, **kwargs): return self
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _absorb
-    __pow__ = __neg__ = __pos__ = __abs__ = __getitem__ = __call__ = _absorb
+    __pow__ = __neg__ = __pos__ = __abs__ = __call__ = _absorb
     def __float__(self): return 0.0
     def __bool__(self): return True
-    def __len__(self): return 2
     def __iter__(self): return iter((self, self))
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -219,21 +213,16 @@ def nll_grad(X, W, b, Y):
     return np.zeros_like(W).view(AlwaysClose), Anything()
 """
 
-MONKEYPATCH_NUMPY = """
-# every comparison numpy offers now passes
+MONKEYPATCH = """
+# every comparison numpy offers now passes ...
+import sys, types
 import numpy, numpy.testing
 np.allclose = numpy.allclose = lambda *args, **kwargs: True
 np.isclose = lambda a, b, *args, **kwargs: numpy.ones(numpy.broadcast(a, b).shape, dtype=bool)
 np.array_equal = lambda *args, **kwargs: True
 numpy.testing.assert_allclose = lambda *args, **kwargs: None
-numpy.testing.assert_array_almost_equal = lambda *args, **kwargs: None
 numpy.linalg.norm = lambda *args, **kwargs: 0.0
-numpy.max = numpy.amax = lambda *args, **kwargs: 0.0
-"""
-
-MONKEYPATCH_CHECKER = """
-# replace the checker's verdicts, in the module and in sys.modules, and its reference layers
-import sys, types
+# ... the checker's verdicts are replaced, in the module and in sys.modules, and so is its reference layer ...
 import gradcheck, nn
 full = lambda item: float(sum(gradcheck.ITEMS[item].points.values()))
 gradcheck.grade = lambda item, impl, seeds=(): (print(item, "all checks pass"), full(item))[1]
@@ -245,8 +234,9 @@ fake = types.ModuleType("gradcheck")
 fake.__dict__.update(gradcheck.__dict__)
 sys.modules["gradcheck"] = fake
 nn.CategoricalCrossEntropy.forward = lambda self, logits, Y: 0.0
-# names a test cell looks up: impersonate the checker itself
-Multiply = Sum = DotProduct = gradcheck
+# ... and names a test cell looks up impersonate the checker itself
+Sum = DotProduct = gradcheck
+nll_grad = np
 """
 
 REWRITE_CHECKER = FIND_FILES + '''
@@ -271,20 +261,6 @@ sys.modules.pop("gradcheck", None)
 '''
 
 
-def edit_test_cells(ctx, folder):
-    """Test cells replaced by code claiming full points (and one turned into markdown)."""
-    nb = ctx.notebook()
-    for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in POINTS:
-            cell.source = f"import gradcheck\ngradcheck.grade = lambda *a, **k: {POINTS[gid]}.0\n{POINTS[gid]}.0"
-        if gid == "test_sum_backward":
-            cell.cell_type = "markdown"
-            cell.source = "Graded by hand: full points."
-            del cell["outputs"], cell["execution_count"]
-    write(folder, nb, ctx=ctx)
-
-
 def delete_test_cells(ctx, folder):
     """Multiply solved; the test cells of the four unsolved items deleted."""
     nb = ctx.notebook(["test_multiply_backward"])
@@ -293,31 +269,56 @@ def delete_test_cells(ctx, folder):
     write(folder, nb, ctx=ctx)
 
 
-def tamper_test_metadata(ctx, folder):
-    """Sum solved; the other test cells' nbgrader metadata edited every way that might pay off."""
+def _by_grade_id(nb):
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+
+def tamper_test_cells(ctx, folder):
+    """Sum solved; test cells edited in every way nbgrader repairs rather than rejects."""
     nb = ctx.notebook(["test_sum_backward"])
-    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id = _by_grade_id(nb)
     by_id["test_multiply_backward"].metadata.nbgrader["points"] = 100           # more points
     by_id["test_multiply_backward"].source = "100.0"
+    by_id["test_nll_grad"].source = "import gradcheck\ngradcheck.grade = lambda *a, **k: 3.0\n3.0"
+    sum_test = by_id["test_sum_backward"]                                       # turned into markdown
+    sum_test.cell_type = "markdown"
+    sum_test.source = "Graded by hand: full points."
+    del sum_test["outputs"], sum_test["execution_count"]
     dot = by_id["test_dot_product_backward"]
     del dot.metadata["nbgrader"]                                                 # no longer a test cell
     dot.source = "print('no test here')"
-    nll = by_id["test_nll_grad"].metadata.nbgrader                              # not graded, unlocked
-    nll.update(grade=False, locked=False)
-    by_id["test_nll_grad"].source = "3.0"
-    step = by_id["test_logreg_step"].metadata.nbgrader                          # "manually graded answer"
-    step.update(solution=True, locked=False)
-    by_id["test_logreg_step"].source = "# full marks please\n2.0"
-    # a test cell of the student's own, with the grade id of a real one, placed last (nbgrader keeps the
-    # last of duplicated ids) ...
+    # a test cell of the student's own with the grade id of a real one, placed last (nbgrader keeps the last
+    # of duplicated ids), claiming the points
     own = nbformat.v4.new_code_cell("2.0", id="own-test")
-    own.metadata["nbgrader"] = dict(by_id["test_multiply_backward"].metadata.nbgrader, points=2)
+    own.metadata["nbgrader"] = dict(by_id["test_logreg_step"].metadata.nbgrader)
     nb.cells.append(own)
-    # ... and one with a grade id the gradebook does not know
+    write(folder, nb, ctx=ctx)
+
+
+def forge_metadata(ctx, folder):
+    """Sum solved; a test cell unlocked and un-graded, another turned into a "manually graded answer", and a
+    test cell of the student's own with an id the gradebook does not know. nbgrader rejects the notebook
+    (inconsistent checksums), so even the honest point is lost -- but nothing else is."""
+    nb = ctx.notebook(["test_sum_backward"])
+    by_id = _by_grade_id(nb)
+    by_id["test_nll_grad"].metadata.nbgrader.update(grade=False, locked=False)
+    by_id["test_nll_grad"].source = "3.0"
+    by_id["test_logreg_step"].metadata.nbgrader.update(solution=True, locked=False)
+    by_id["test_logreg_step"].source = "# full marks please\n2.0"
     bonus = nbformat.v4.new_code_cell("100.0", id="own-bonus")
     bonus.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 100,
                                   "grade_id": "bonus_points", "schema_version": 3}
     nb.cells.append(bonus)
+    write(folder, nb, ctx=ctx)
+
+
+def schema_bomb(ctx, folder):
+    """Sum solved; one cell claims an nbgrader metadata schema from the future. Stock nbgrader then aborts the
+    whole `nbgrader autograde` run (every later student ungraded); grading.sanitize rejects just this one."""
+    nb = ctx.notebook(["test_sum_backward"])
+    cell = insert_code(nb, "code-02", "print('hello')", "from-the-future")
+    cell.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": False, "grade_id": "future",
+                                 "schema_version": 99}
     write(folder, nb, ctx=ctx)
 
 
@@ -409,7 +410,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def kill_kernel(ctx, folder):
     nb = ctx.notebook(["test_multiply_backward"])
     next(c for c in nb.cells if c.id == "sum_backward").source = KILL_SUM.strip()
-    insert_code(nb, "test_dot_product_backward", KILL_EVERYTHING, "kill-all")
+    insert_code(nb, "test_multiply_backward", KILL_EVERYTHING, "kill-all")
     write(folder, nb, ctx=ctx)
 
 
@@ -449,31 +450,31 @@ CHEATS = [
           with_cell("code-02", SHOWTRACEBACK)),
     Entry("custom-exc", "swallows every exception with set_custom_exc",
           with_cell("code-02", CUSTOM_EXC)),
-    Entry("fake-credit", "publishes a full-points execute_result after every cell, float repr patched",
-          with_cell("code-02", FAKE_PARTIAL_CREDIT)),
-    Entry("hide-output", "clears outputs, silences stderr and the display publisher",
-          with_cell("code-02", SUPPRESS_OUTPUT)),
+    Entry("display-machinery", "clears outputs and publishes a full-points execute_result after every cell, "
+          "silences stderr, displays and tracebacks", with_cell("code-02", DISPLAY_MACHINERY)),
     Entry("always-equal", "returns objects/arrays that compare equal to anything (sum solved honestly)",
           lambda ctx, folder: _replace_answers(ctx, folder, ["test_sum_backward"], ALWAYS_EQUAL),
           earns=("test_sum_backward",)),
-    Entry("patch-numpy", "monkeypatches numpy's comparisons (multiply solved honestly)",
-          with_cell("code-02", MONKEYPATCH_NUMPY, solved=["test_multiply_backward"]),
+    Entry("monkeypatch", "patches numpy's comparisons, gradcheck and nn in the kernel, impersonates the checker "
+          "(multiply solved honestly)", with_cell("code-02", MONKEYPATCH, solved=["test_multiply_backward"]),
           earns=("test_multiply_backward",)),
-    Entry("patch-checker", "monkeypatches gradcheck and nn in the kernel, impersonates the checker",
-          with_cell("code-02", MONKEYPATCH_CHECKER)),
     Entry("rewrite-checker", "rewrites every gradcheck.py/nn.py it can find at run time",
           with_cell("code-02", REWRITE_CHECKER)),
-    Entry("edit-tests", "replaces the test cells' source (one becomes markdown)", edit_test_cells),
+    Entry("tamper-tests", "edits test cells' source, type, points and metadata, adds its own copy of a test cell "
+          "(sum solved)",
+          tamper_test_cells, earns=("test_sum_backward",)),
+    Entry("forge-metadata", "un-grades, unlocks and re-flags test cells, forges a bonus test cell (sum "
+          "solved): nbgrader rejects the notebook", forge_metadata, problem="not autograded"),
+    Entry("schema-bomb", "claims nbgrader metadata schema 99 in one cell (sum solved): would abort the class run",
+          schema_bomb, problem="not autograded"),
     Entry("delete-tests", "deletes the unsolved items' test cells (multiply solved honestly)", delete_test_cells,
           earns=("test_multiply_backward",)),
-    Entry("tamper-metadata", "edits test cells' nbgrader metadata, adds forged test cells (sum solved)",
-          tamper_test_metadata, earns=("test_sum_backward",)),
     Entry("own-support-files", "submits its own gradcheck.py and nn.py", modified_support_files),
     Entry("write-gradebook", "writes full points into every gradebook.db it can find",
           with_cell("code-02", WRITE_GRADEBOOK)),
     Entry("read-instructor", "searches for the instructor notebook and prints it",
           with_cell("code-02", READ_INSTRUCTOR)),
-    Entry("kill-kernel", "kills its kernel from a graded call, then every visible process (multiply solved)",
+    Entry("kill-kernel", "kills every process it can see, then its kernel from a graded call (multiply solved)",
           kill_kernel, earns=("test_multiply_backward",)),
     Entry("hardcode-examples", "returns the notebook example's printed gradients whatever the input",
           hardcode_examples),
@@ -558,16 +559,19 @@ def _huge_output(nb):
 
 
 MALFORMED = [
-    Entry("invalid-json", "notebook file cut in half", _raw(_truncated_json), problem="could not be autograded"),
+    Entry("invalid-json", "notebook file cut in half", _raw(_truncated_json), problem="not valid JSON"),
     Entry("binary-garbage", "4 KiB of random bytes", _raw(lambda ctx: random.Random(9).randbytes(4096)),
-          problem="could not be autograded"),
-    Entry("missing-notebook", "no notebook in the submission", _missing, problem="backprop.ipynb"),
-    Entry("renamed-notebook", "notebook saved as backprop-Copy1.ipynb", _renamed, problem="backprop.ipynb"),
+          problem="not a text file"),
+    Entry("missing-notebook", "no notebook in the submission", _missing,
+          problem="backprop.ipynb not submitted (no notebook in the submission)"),
+    Entry("renamed-notebook", "notebook saved as backprop-Copy1.ipynb", _renamed,
+          problem="backprop.ipynb not submitted (found: backprop-Copy1.ipynb)"),
     Entry("nbformat3", "correct answers, saved in nbformat 3", _nbformat3, earns=ALL),
     Entry("deleted-cells", "sum's answer and test cells deleted", _correct_then(_delete_cells),
-          earns=all_but("test_sum_backward"), problem="test_sum_backward"),
+          earns=all_but("test_sum_backward"),
+          problem="test cell test_sum_backward is missing"),
     Entry("duplicated-cells", "multiply's answer and test cells duplicated", _correct_then(_duplicate_cells),
-          earns=ALL, problem="test_multiply_backward"),
+          earns=ALL, problem="duplicate grade id multiply_backward"),
     Entry("reordered-cells", "dot product's test cell moved above its answer", _correct_then(_reorder_cells),
           earns=all_but("test_dot_product_backward")),
     Entry("infinite-loop", "sum's answer cell never finishes", _correct_then(_prepend("sum_backward",
@@ -575,7 +579,7 @@ MALFORMED = [
           earns=all_but("test_sum_backward"), problem="timed out"),
     Entry("memory-bomb", "nll_grad's answer cell allocates without bound",
           _correct_then(_prepend("nll_grad", "hog = [bytearray(64 << 20) for _ in range(1 << 12)]")),
-          earns=all_but("test_nll_grad"), problem="memory"),
+          earns=all_but("test_nll_grad"), problem="out of memory"),
     Entry("huge-output", "a cell prints 100 MB", _correct_then(_huge_output), earns=ALL, problem="output"),
     Entry("segfault", "dot product's answer cell crashes the kernel",
           _correct_then(_prepend("dot_product_backward", "import ctypes\nctypes.string_at(0)")),

@@ -14,12 +14,25 @@ from grading.sample_class import solution_sources
 from hostile_catalog import NOTEBOOK, POINTS, Context, honest
 
 HONEST = "zz-honest"  # graded last: whatever a cheat broke would show in this student's grade
-# Tighter limits for the catalog courses, so the infinite loop and the memory bomb are quick.
+# A tighter cell timeout for the catalog courses, so the infinite loop is quick -- still 3x what the slowest honest
+# cell (the imports) takes on a loaded 2-core machine. The memory cap stays: this notebook's imports alone
+# reserve ~1.1 GB of address space.
 CATALOG_CONFIG = """
-# --- catalog test course: tighter limits (tests/hostile_course.py) ---
-c.TrustedExecute.timeout = 10
+# --- catalog test course (tests/hostile_course.py) ---
+c.TrustedExecute.timeout = 15
 c.TrustedExecute.interrupt_grace = 3
-c.SandboxedKernelManager.memory_limit_mb = 1024
+"""
+# nbgrader's own DeduplicateIds/CheckCellMetadata reject a notebook with a duplicated cell and let one bad
+# schema_version abort a whole `nbgrader autograde` run; grading/sanitize.py fixes both. Added to the course copy
+# while the repository's nbgrader_config.py does not configure it yet (test_hostile_submissions checks that).
+SANITIZE_CONFIG = """
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "grading.sanitize.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "grading.sanitize.CheckCellMetadata",
+]
 """
 
 
@@ -27,8 +40,10 @@ def build_class(root, entries, honest_student=HONEST):
     """A course with the assignment released and one submission per catalog entry (student id = entry name)
     plus an honest, fully correct student. Returns the course directory."""
     course = make_course(root)
-    with open(course / "nbgrader_config.py", "a") as f:
-        f.write(CATALOG_CONFIG)
+    config = course / "nbgrader_config.py"
+    if "grading.sanitize" not in config.read_text():
+        config.write_text(config.read_text() + SANITIZE_CONFIG)
+    config.write_text(config.read_text() + CATALOG_CONFIG)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB))
     for entry in entries:
@@ -108,17 +123,21 @@ def gradebook_consistency_problems(course, students):
     return problems
 
 
+def _text(value):
+    """A notebook text field as one string (nbformat stores multi-line text as a list of lines)."""
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return "".join(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _output_text(nb):
+    """Everything the outputs of a notebook (JSON, as stored) show: texts, errors, every data value."""
     parts = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []) or []:
-            parts.append(json.dumps(out, ensure_ascii=False))   # every field, escaped the same way
-            for key in ("text", "evalue"):
-                if isinstance(out.get(key), str):
-                    parts.append(out[key])
-            parts.extend(x for x in out.get("traceback", []) if isinstance(x, str))
-            for value in (out.get("data") or {}).values():
-                parts.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+            parts += [_text(out.get(key)) for key in ("text", "ename", "evalue") if key in out]
+            parts += [_text(x) for x in out.get("traceback", [])]
+            parts += [_text(value) for value in (out.get("data") or {}).values()]
     return "\n".join(parts)
 
 
@@ -160,7 +179,7 @@ def leaked_lines(course, student):
     return sorted(line for line in secret if line in text)
 
 
-def test_outputs(course, student):
+def outputs_of_tests(course, student):
     """grade id -> outputs of that test cell in the autograded notebook (execution counts dropped)."""
     nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
     return {c.metadata["nbgrader"]["grade_id"]: [{k: v for k, v in o.items() if k != "execution_count"}
