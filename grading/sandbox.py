@@ -154,6 +154,10 @@ def sandbox_command(
             args.extend(["--perms", "0755", "--dir", anc])
             made.add(anc)
 
+    # Private /tmp BEFORE anything bound below it (a later tmpfs would hide the bind): the course, its .venv or
+    # the Python installation may well live under /tmp (a CI checkout, a temporary course).
+    args += ["--perms", "1777", "--size", str(tmp_size_mb << 20), "--tmpfs", "/tmp"]
+    made.add("/tmp")
     # Read-only system and Python trees (system dirs first, then deeper ones).
     for path in sorted(dict.fromkeys(os.path.normpath(p) for p in ro_binds), key=lambda p: (p.count(os.sep), p)):
         if not os.path.lexists(path) or _covered(path, bound):
@@ -168,9 +172,6 @@ def sandbox_command(
     args += ["--dev", "/dev", "--perms", "1777", "--size", str(tmp_size_mb << 20), "--tmpfs", "/dev/shm"]
     if unshare_pid:
         args += ["--proc", "/proc"]
-    # Private /tmp BEFORE anything bound below it (a later tmpfs would hide the bind).
-    args += ["--perms", "1777", "--size", str(tmp_size_mb << 20), "--tmpfs", "/tmp"]
-    made.add("/tmp")
     for path in ro_bind_exact:
         mkparents(path)
         args += ["--ro-bind", path, path]
