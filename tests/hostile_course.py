@@ -22,18 +22,6 @@ CATALOG_CONFIG = """
 c.TrustedExecute.timeout = 15
 c.TrustedExecute.interrupt_grace = 3
 """
-# nbgrader's own DeduplicateIds/CheckCellMetadata reject a notebook with a duplicated cell and let one bad
-# schema_version abort a whole `nbgrader autograde` run; grading/sanitize.py fixes both. Added to the course copy
-# while the repository's nbgrader_config.py does not configure it yet (test_hostile_submissions checks that).
-SANITIZE_CONFIG = """
-c.Autograde.sanitize_preprocessors = [
-    "nbgrader.preprocessors.ClearOutput",
-    "grading.sanitize.DeduplicateIds",
-    "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
-    "grading.sanitize.CheckCellMetadata",
-]
-"""
 
 
 def build_class(root, entries, honest_student=HONEST):
@@ -41,8 +29,6 @@ def build_class(root, entries, honest_student=HONEST):
     plus an honest, fully correct student. Returns the course directory."""
     course = make_course(root)
     config = course / "nbgrader_config.py"
-    if "grading.sanitize" not in config.read_text():
-        config.write_text(config.read_text() + SANITIZE_CONFIG)
     config.write_text(config.read_text() + CATALOG_CONFIG)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB))

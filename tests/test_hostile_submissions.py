@@ -213,8 +213,8 @@ def test_sigkill_mid_class_then_rerun_gives_the_same_complete_gradebook(malforme
 # ------------------------------------------------------------------------------------------------ config ----
 
 def test_repository_config_sanitizes_with_grading_sanitize():
-    """The catalog courses add grading/sanitize.py's preprocessors when the repository's nbgrader_config.py lacks
-    them (tests/hostile_course.py); the real configuration must have them too."""
+    """The catalog courses use the repository's nbgrader_config.py, so the catalogs prove what instructors get:
+    it must sanitize with grading/sanitize.py."""
     config = (REPO / "nbgrader_config.py").read_text()
     assert "grading.sanitize.DeduplicateIds" in config and "grading.sanitize.CheckCellMetadata" in config, (
-        "set c.Autograde.sanitize_preprocessors in nbgrader_config.py as in tests/hostile_course.SANITIZE_CONFIG")
+        "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.sanitize")
