@@ -10,7 +10,7 @@
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
 #   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
-#   make class         the sample class: submitted/<student>/ex09_backprop/, made by grading/sample_class.py
+#   make class         the sample class: submitted/<student>/ex09_backprop/, made by grading/cli/sample_class.py
 #   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
 #                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
 #   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
@@ -56,17 +56,17 @@ release: venv
 	@echo "release: wrote release/$(ASSIGNMENT)/ ($$(ls release/$(ASSIGNMENT) | tr '\n' ' '))"
 
 instructor: release
-	$(BIN)/python -m grading.run_instructor source/$(ASSIGNMENT)/backprop.ipynb
+	$(BIN)/python -m grading.cli.run_instructor source/$(ASSIGNMENT)/backprop.ipynb
 
 validate: release
 	nbgrader validate source/$(ASSIGNMENT)/backprop.ipynb
 	! nbgrader validate release/$(ASSIGNMENT)/backprop.ipynb
 
 class: release
-	$(BIN)/python -m grading.sample_class
+	$(BIN)/python -m grading.cli.sample_class
 
 autograde: class
-	$(BIN)/python -m grading.grade_class --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(BIN)/python -m grading.cli.grade_class --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 feedback: autograde
 	nbgrader generate_feedback $(ASSIGNMENT) --force --log-level=WARN
@@ -78,7 +78,7 @@ export: autograde
 	@echo "export: reports/grades.csv"
 
 report: autograde
-	$(BIN)/python -m grading.report --course .
+	$(BIN)/python -m grading.cli.report --course .
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000

@@ -17,8 +17,8 @@ c.CourseDirectory.course_id = "ex09-backprop"
 # What students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Late submissions lose 10 % of their score per started day after the due date (grading/late_penalty.py).
-c.AssignLatePenalties.plugin_class = "grading.late_penalty.PercentPerDayLate"
+# Late submissions lose 10 % of their score per started day after the due date (grading/plugins/late_penalty.py).
+c.AssignLatePenalties.plugin_class = "grading.plugins.late_penalty.PercentPerDayLate"
 c.PercentPerDayLate.percent_per_day = 10.0
 
 # Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
@@ -30,9 +30,9 @@ c.GenerateFeedback.preprocessors = [
 ]
 
 # Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
-# (grading/execute.py, grading/sandbox.py): nbgrader's own pipeline with its Execute step replaced.
+# (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute step replaced.
 c.Autograde.autograde_preprocessors = [
-    "grading.execute.TrustedExecute",
+    "grading.plugins.trusted_execute.TrustedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -44,12 +44,12 @@ c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 
-# Sanitizing: nbgrader's steps, with two replaced (grading/sanitize.py) so that a duplicated cell or a forged
+# Sanitizing: nbgrader's steps, with two replaced (grading/plugins/sanitize.py) so that a duplicated cell or a forged
 # schema_version costs that student the affected cells instead of stopping the whole class run.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
-    "grading.sanitize.DeduplicateIds",
+    "grading.plugins.sanitize.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "grading.sanitize.CheckCellMetadata",
+    "grading.plugins.sanitize.CheckCellMetadata",
 ]

@@ -6,7 +6,7 @@
    regions (alternating runs, medians): what the hidden tests add to a notebook's execution time.
 2. A class of --students submissions (the sample class's students, cycled) graded three ways:
    (a) sequential `nbgrader autograde` (the course's config: sandbox + trusted test cells),
-   (b) `python -m grading.grade_class --workers N` (the same grading, N at a time on a local Dask cluster),
+   (b) `python -m grading.cli.grade_class --workers N` (the same grading, N at a time on a local Dask cluster),
    (c) the physical floor: `jupyter nbconvert --execute` of the same notebooks one after another, divided by N.
    It checks that (a) and (b) gave identical grades and prints the ratios (b)/(c) and (a)/(b).
 Timings are wall-clock seconds; the machine may be shared, so compare the ratios of one run.
@@ -29,7 +29,7 @@ import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
 from conftest import ASSIGNMENT, make_course, nbgrader  # noqa: E402
-from grading import report, sample_class  # noqa: E402
+from grading.cli import report, sample_class  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
@@ -62,11 +62,9 @@ def hidden_test_overhead(repeats):
 def build_class(root, students):
     """A course whose submitted/ holds `students` submissions: the sample class's plans, cycled."""
     course = make_course(root)
-    (course / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "bug_catalog.py", course / "tests")
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     solutions = sample_class.solution_sources(course / "source" / ASSIGNMENT / "backprop.ipynb")
-    bugs = sample_class.load_bug_catalog(REPO)
+    bugs = sample_class.bug_catalog()
     plans = list(sample_class.CLASS.values())
     roster = {}
     for i in range(students):
@@ -110,9 +108,9 @@ def main():
         print(f"(a) sequential nbgrader autograde: {t_a:7.1f} s ({t_a / args.students:.2f} s per submission)")
 
         t_b = timed(lambda: subprocess.run(
-            [sys.executable, "-m", "grading.grade_class", "--workers", str(args.workers)],
+            [sys.executable, "-m", "grading.cli.grade_class", "--workers", str(args.workers)],
             cwd=par, env=env, check=True, capture_output=True, timeout=7200))
-        print(f"(b) grading.grade_class, {args.workers} workers: {t_b:7.1f} s")
+        print(f"(b) grading.cli.grade_class, {args.workers} workers: {t_b:7.1f} s")
 
         def execute_all():
             for nb in sorted(floor_dir.glob(f"*/{ASSIGNMENT}/backprop.ipynb")):

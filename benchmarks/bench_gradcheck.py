@@ -24,10 +24,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "source", "ex09_backprop"), os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "source", "ex09_backprop")]
 
 import gradcheck  # noqa: E402
-import reference_solutions  # noqa: E402
+from grading.fixtures import reference_solutions  # noqa: E402
 
 STATS = {}
 _rel_error, _floor = gradcheck.rel_error, gradcheck._Target.floor

@@ -1,5 +1,5 @@
 """The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
-generate_assignment, grading/sample_class.py, grading/grade_class.py (2 Dask workers), generate_feedback,
+generate_assignment, grading/cli/sample_class.py, grading/cli/grade_class.py (2 Dask workers), generate_feedback,
 export. The pipeline, report and feedback-page tests all read this one graded course.
 
 Use it from a test module with `from graded_course import graded_course  # noqa: F401` (a pytest fixture).
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import ASSIGNMENT, REPO, make_course, nbgrader
-from grading import sample_class
+from grading.cli import sample_class
 
 STUDENTS = sorted(sample_class.CLASS)
 LATE_STUDENTS = sorted(s for s, (_, hours_late, _) in sample_class.CLASS.items() if hours_late > 0)
@@ -30,10 +30,8 @@ def run(course, *args, timeout=900):
 def make_class(root):
     """A course with the release generated and the sample class submitted and registered."""
     course = make_course(root)
-    (course / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "bug_catalog.py", course / "tests")  # the sample class's mistakes
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    run(course, "grading.sample_class")
+    run(course, "grading.cli.sample_class")
     return course
 
 
@@ -54,7 +52,7 @@ def graded_course(tmp_path_factory):
     if "course" not in _built:
         course = make_class(tmp_path_factory.mktemp("demo") / "course")
         before = tree_digest(course / "submitted")
-        log = run(course, "grading.grade_class", "--workers", "2")
+        log = run(course, "grading.cli.grade_class", "--workers", "2")
         nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
         (course / "reports").mkdir(exist_ok=True)
         nbgrader(course, "export", "--to", "reports/grades.csv")

@@ -314,7 +314,7 @@ def forge_metadata(ctx, folder):
 
 def schema_bomb(ctx, folder):
     """Sum solved; one cell claims an nbgrader metadata schema from the future. Stock nbgrader then aborts the
-    whole `nbgrader autograde` run (every later student ungraded); grading.sanitize rejects just this one."""
+    whole `nbgrader autograde` run (every later student ungraded); grading.plugins.sanitize rejects just this one."""
     nb = ctx.notebook(["test_sum_backward"])
     cell = insert_code(nb, "code-02", "print('hello')", "from-the-future")
     cell.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": False, "grade_id": "future",

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 
 from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader, solution_and_hidden_lines
-from grading.sample_class import solution_sources
+from grading.cli.sample_class import solution_sources
 from hostile_catalog import NOTEBOOK, POINTS, Context, honest
 
 HONEST = "zz-honest"  # graded last: whatever a cheat broke would show in this student's grade

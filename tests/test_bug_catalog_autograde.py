@@ -1,11 +1,11 @@
 """Every catalogued bug, pasted into the release notebook and graded by the real `nbgrader autograde` pipeline
-(through grading.grade_class, sandbox and all), gets exactly its expected points on its own item and full
+(through grading.cli.grade_class, sandbox and all), gets exactly its expected points on its own item and full
 points everywhere else (slow: one class of ~14 submissions)."""
 import pytest
 
 from conftest import ASSIGNMENT, nbgrader
 from graded_course import make_class, run
-from grading import report, sample_class
+from grading.cli import report, sample_class
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ ITEMS = {
 
 def catalog_class():
     """student -> {answer cell: bug name or "solution"}: student i carries the i-th bug of every item."""
-    bugs = sample_class.load_bug_catalog(sample_class.Path(__file__).resolve().parent.parent)
+    bugs = sample_class.bug_catalog()
     by_item = {item: [b for b in bugs.values() if b.item == item] for item in ITEMS}
     students = {}
     for i in range(max(len(v) for v in by_item.values())):
@@ -38,7 +38,7 @@ def graded(tmp_path_factory):
     for student, plan in plans.items():
         sample_class.make_submission(course, student, -1, plan, solutions, bugs)
     sample_class.register(course, report.course_id_from_config(course), {s: s for s in plans})
-    run(course, "grading.grade_class", "--workers", "2", *[a for s in plans for a in ("--student", s)])
+    run(course, "grading.cli.grade_class", "--workers", "2", *[a for s in plans for a in ("--student", s)])
     rows = {r.student: r for r in report.load_report(course).rows}
     return plans, bugs, rows
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ASSIGNMENT, REPO
 from graded_course import CORRECT, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401
-from grading import report
+from grading.cli import report
 from test_report import ITEM_MAX, png_size
 
 CHROMIUM = Path("/usr/bin/chromium")

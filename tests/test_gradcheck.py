@@ -32,8 +32,8 @@ for path in (str(SOURCE), str(REPO)):   # REPO first: the top-level nn.py is the
         sys.path.insert(0, path)
 
 import gradcheck  # noqa: E402
-import reference_solutions as ref  # noqa: E402
-from bug_catalog import BUGS  # noqa: E402
+from grading.fixtures import reference_solutions as ref  # noqa: E402
+from grading.fixtures.bug_catalog import BUGS  # noqa: E402
 
 ITEMS = list(gradcheck.ITEMS)
 TOTALS = {"Multiply.backward": 2.0, "Sum.backward": 1.0, "DotProduct.backward": 2.0,

@@ -1,4 +1,4 @@
-"""gradcheck through the real proxy of the secure autograder (grading.remote), not a simulation.
+"""gradcheck through the real proxy of the secure autograder (grading.rpc.client), not a simulation.
 
 The answers run in a Jupyter kernel; the checker gets ``RemoteName`` handles whose calls are RPCs that return
 copies of plain values (in-place changes to arrays it sent are written back). Every grade must equal the
@@ -18,12 +18,12 @@ for path in (str(REPO / "source" / "ex09_backprop"), str(REPO)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-remote = pytest.importorskip("grading.remote")
+remote = pytest.importorskip("grading.rpc.client")
 manager = pytest.importorskip("jupyter_client.manager")
 
 import gradcheck  # noqa: E402
-import reference_solutions as ref  # noqa: E402
-from bug_catalog import BUGS  # noqa: E402
+from grading.fixtures import reference_solutions as ref  # noqa: E402
+from grading.fixtures.bug_catalog import BUGS  # noqa: E402
 
 CASES = [None, "multiply_mutates_d_out", "multiply_stale_cache", "multiply_lookalike_always_equal",
          "multiply_not_implemented", "sum_overwrites_x", "dot_product_outer", "nll_grad_mutates_y",

@@ -4,7 +4,7 @@
   correct student: each cheat earns exactly its honest base's points, no instructor-only line reaches its
   autograded outputs or feedback page, and the gradebook is untouched (the honest student still gets 10, the
   assignment's definition is unchanged, one row per student and grade cell).
-* The malformed catalog is graded as one class by `python -m grading.grade_class --workers 1`: the run
+* The malformed catalog is graded as one class by `python -m grading.cli.grade_class --workers 1`: the run
   completes, each submission gets zero on what it broke and a one-line problem note in the grade report.
 * Nothing is lost: submitted/ is never modified, and killing a class run with SIGKILL and running it again
   leaves a complete gradebook with exactly the grades of the first run.
@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from conftest import ASSIGNMENT, BIN, REPO, nbgrader, solution_and_hidden_lines
-from grading import report
+from grading.cli import report
 from hostile_catalog import CHEATS, MALFORMED, NOTEBOOK, POINTS
 from hostile_course import (HONEST, build_class, gradebook_consistency_problems, grades_in_db, hash_tree,
                             instructor_tables, leaked_lines, outputs_of_tests)
@@ -74,7 +74,7 @@ def malformed_class(tmp_path_factory):
     course = build_class(tmp_path_factory.mktemp("malformed") / "course", MALFORMED)
     before = _snapshot(course)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "grading.grade_class", "--workers", "1"], cwd=course, env=ENV,
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.grade_class", "--workers", "1"], cwd=course, env=ENV,
                           text=True, capture_output=True, timeout=900)
     nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", check=False)
     seconds = time.monotonic() - start
@@ -181,7 +181,7 @@ def test_sigkill_mid_class_then_rerun_gives_the_same_complete_gradebook(malforme
     before = grades_in_db(course)
     submitted = hash_tree(course / "submitted")
     students = ["segfault", "invalid-json"]  # a kernel death with a restart, and a file nbgrader cannot read
-    command = [sys.executable, "-m", "grading.grade_class", "--workers", "1",
+    command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "1",
                *[arg for s in students for arg in ("--student", s)]]
     proc = subprocess.Popen(command, cwd=course, env=ENV, text=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -214,7 +214,7 @@ def test_sigkill_mid_class_then_rerun_gives_the_same_complete_gradebook(malforme
 
 def test_repository_config_sanitizes_with_grading_sanitize():
     """The catalog courses use the repository's nbgrader_config.py, so the catalogs prove what instructors get:
-    it must sanitize with grading/sanitize.py."""
+    it must sanitize with grading/plugins/sanitize.py."""
     config = (REPO / "nbgrader_config.py").read_text()
-    assert "grading.sanitize.DeduplicateIds" in config and "grading.sanitize.CheckCellMetadata" in config, (
-        "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.sanitize")
+    assert "grading.plugins.sanitize.DeduplicateIds" in config and "grading.plugins.sanitize.CheckCellMetadata" in config, (
+        "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.plugins.sanitize")

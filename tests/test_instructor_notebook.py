@@ -3,7 +3,7 @@ import nbformat
 import pytest
 
 from conftest import REPO, SOURCE_NB, make_course
-from grading.run_instructor import execute, printed_text
+from grading.cli.run_instructor import execute, printed_text
 
 # Copied verbatim from the seed export (../shared/seed): the notebook's ground truth.
 SEED_EPOCHS = """\

@@ -15,12 +15,12 @@ import pytest
 from conftest import ASSIGNMENT, nbgrader, solution_and_hidden_lines
 from graded_course import (STUDENTS, graded_course, grading_log, make_class, run,  # noqa: F401
                            submitted_digest, tree_digest)
-from grading import report
+from grading.cli import report
 
 pytestmark = pytest.mark.slow
 
 ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
-# The sample class (grading/sample_class.py) and what each student must get, item by item.
+# The sample class (grading/cli/sample_class.py) and what each student must get, item by item.
 # dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
 # (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
 # ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).
@@ -81,7 +81,7 @@ def test_submitted_is_never_modified(graded_course):
 
 def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
     before = grade_table(graded_course)
-    run(graded_course, "grading.grade_class", "--workers", "2", "--student", "dev", "--student", "finn")
+    run(graded_course, "grading.cli.grade_class", "--workers", "2", "--student", "dev", "--student", "finn")
     assert grade_table(graded_course) == before
     with sqlite3.connect(graded_course / "gradebook.db") as db:
         (grades,) = db.execute("select count(*) from grade").fetchone()
@@ -118,7 +118,7 @@ def shown(nb):
 
 def test_a_killed_worker_loses_no_submission(tmp_path):
     course = make_class(tmp_path / "killed")
-    proc = subprocess.Popen([sys.executable, "-m", "grading.grade_class", "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "grading.cli.grade_class", "--workers", "2",
                              "--student", "ada", "--student", "dev", "--student", "eve"],
                             cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = []

@@ -52,7 +52,7 @@ def test_each_answer_cell_is_a_stub_with_instructions_above():
 
 
 def test_release_runs_top_to_bottom_and_only_stubs_fail(tmp_path):
-    from grading.run_instructor import printed_text
+    from grading.cli.run_instructor import printed_text
     from nbclient import NotebookClient
     import shutil
 

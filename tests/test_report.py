@@ -1,4 +1,4 @@
-"""grading.report reads a real nbgrader gradebook and writes the table, CSV and overview PNG."""
+"""grading.cli.report reads a real nbgrader gradebook and writes the table, CSV and overview PNG."""
 import csv
 import struct
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ASSIGNMENT, REPO
 from graded_course import LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
-from grading import report
+from grading.cli import report
 
 ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
 ITEM_MAX = {"multiply": 2, "sum": 1, "dot_product": 2, "nll_grad": 3, "logreg_step": 2}
@@ -58,7 +58,7 @@ def test_table_is_aligned_text_in_student_order(graded_course):
 
 def test_cli_prints_table_and_writes_csv_and_png(graded_course, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "grading.report", "--course", str(graded_course), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert report.format_table(report.load_report(graded_course)) in proc.stdout

@@ -1,4 +1,4 @@
-"""The Unix-socket transport of grading.remote: used when available, falls back to execute requests when student
+"""The Unix-socket transport of grading.rpc.client: used when available, falls back to execute requests when student
 code breaks it, and a looping call never hangs the grader (interrupted, or the kernel is killed)."""
 import os
 import shutil
@@ -14,12 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-pytest.importorskip("grading.remote")
+pytest.importorskip("grading.rpc.client")
 if shutil.which("bwrap") is None:
     pytest.skip("bubblewrap not installed", allow_module_level=True)
 
-from grading.remote import RemoteError, RemoteKernel, RemoteName  # noqa: E402
-from grading.sandbox import SandboxedKernelManager  # noqa: E402
+from grading.rpc.client import RemoteError, RemoteKernel, RemoteName  # noqa: E402
+from grading.sandbox.kernel_manager import SandboxedKernelManager  # noqa: E402
 
 
 def run_async(coro):
@@ -182,7 +182,7 @@ def test_helper_that_never_connects_falls_back(kernel):
 
 def test_symlink_in_scratch_is_not_followed(kernel, monkeypatch):
     """A student-planted symlink at the socket path makes the set-up fail (bind never follows), not redirect."""
-    import grading.remote as remote
+    import grading.rpc.client as remote
     target = kernel.tmp / "host-target"
     target.write_text("host file\n")
     os.symlink(target, kernel.scratch / "_rpc_00000000000000000000.sock")

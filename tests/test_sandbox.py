@@ -1,4 +1,4 @@
-"""Security tests of the autograding execution layer (grading/sandbox.py, grading/remote.py, grading/execute.py).
+"""Security tests of the autograding execution layer (grading/sandbox/kernel_manager.py, grading/rpc/client.py, grading/plugins/trusted_execute.py).
 
 Everything here uses real bubblewrap-sandboxed kernels, a real gradebook and nbgrader's own grade logic; no mocks.
 """
@@ -21,9 +21,9 @@ from traitlets.config import Config
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grading.execute import TrustedExecute, free_names  # noqa: E402
-from grading.remote import RemoteError, RemoteKernel, RemoteName, load_npz_untrusted  # noqa: E402
-from grading.sandbox import SandboxedKernelManager, SandboxError  # noqa: E402
+from grading.plugins.trusted_execute import TrustedExecute, free_names  # noqa: E402
+from grading.rpc.client import RemoteError, RemoteKernel, RemoteName, load_npz_untrusted  # noqa: E402
+from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 

@@ -1,6 +1,6 @@
 """Class grade report for one assignment, read from nbgrader's gradebook.
 
-    python -m grading.report --course DIR [--out DIR] [--assignment ID] [--course-id ID]
+    python -m grading.cli.report --course DIR [--out DIR] [--assignment ID] [--course-id ID]
 
 prints a table (one row per student, one column per graded cell) and writes OUT/grades_by_item.csv and
 OUT/grades_overview.png (score distribution and per-item pass rate). OUT defaults to DIR/reports.
@@ -66,8 +66,8 @@ def _in_notebook_order(course, assignment, notebook):
     return sorted(notebook.grade_cells, key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name))
 
 
-PROBLEMS_FILE = "problems.json"  # autograded/problems.json: {student: one-line reason}, by grading.grade_class
-NOTES_KEY = "grading"  # autograded notebook metadata[NOTES_KEY]["problems"]: notes by grading.execute.TrustedExecute
+PROBLEMS_FILE = "problems.json"  # autograded/problems.json: {student: one-line reason}, by grading.cli.grade_class
+NOTES_KEY = "grading"  # autograded notebook metadata[NOTES_KEY]["problems"]: notes by grading.plugins.trusted_execute.TrustedExecute
 
 
 def recorded_problems(course):
@@ -157,8 +157,8 @@ def submission_problem(course, assignment, student, notebooks, recorded):
        when submitted/<student>/ exists here): "backprop.ipynb not submitted (found: Backprop.ipynb)";
     2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
        <reason>", the reason being what is wrong with the submitted file when that can be told from it (not JSON,
-       not a notebook), else the one recorded in autograded/problems.json by grading.grade_class;
-    3. the notes grading.execute.TrustedExecute left in the autograded notebook (kernel died, timed out, out of
+       not a notebook), else the one recorded in autograded/problems.json by grading.cli.grade_class;
+    3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died, timed out, out of
        memory, output truncated, test cell missing...), joined;
     4. no autograded notebook at all: "not autograded".
     """
@@ -311,7 +311,7 @@ def main(argv=None):
     try:
         report = load_report(args.course, args.assignment, args.course_id)
     except (FileNotFoundError, LookupError) as problem:
-        parser.exit(1, f"grading.report: {problem}\n")
+        parser.exit(1, f"grading.cli.report: {problem}\n")
     out = args.out or args.course / "reports"
     out.mkdir(parents=True, exist_ok=True)
     write_csv(report, out / "grades_by_item.csv")

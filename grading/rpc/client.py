@@ -667,7 +667,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 class RemoteKernel:
     """RPC endpoint for one running student kernel.
 
-    km: a started kernel manager; :class:`grading.sandbox.SandboxedKernelManager` (its synchronous
+    km: a started kernel manager; :class:`grading.sandbox.kernel_manager.SandboxedKernelManager` (its synchronous
         ``sandbox_exit_status``/``interrupt_now``/``kill_now``/``describe_exit`` are used for liveness, interrupts
         and kills; other managers fall back to polling their provisioner's process).
     scratch_dir: the directory shared with the kernel (same absolute path on both sides).

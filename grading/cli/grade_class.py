@@ -1,6 +1,6 @@
 """Autograde every submission of an assignment, with progress, on one core or many, locally or on Dask.
 
-    python -m grading.grade_class [--workers N] [--scheduler tcp://host:8786] [--student ID ...]
+    python -m grading.cli.grade_class [--workers N] [--scheduler tcp://host:8786] [--student ID ...]
 
 Grading stays nbgrader's: every submission goes through nbgrader's own Autograde converter (the same one that
 `nbgrader autograde` and formgrader's "autograde" button run), configured by nbgrader_config.py.
@@ -9,7 +9,7 @@ With one worker, submissions are graded one after another in this process.  With
 (running each notebook in its own fresh sandboxed kernel) is farmed out to Dask workers: each task carries the
 course files and one submission, runs nbgrader's Autograde in a private scratch course on the worker, and
 sends back the executed notebook.  This process then records each result with nbgrader's Autograde again,
-whose TrustedExecute step replays the worker's outputs instead of executing (see grading/execute.py), so the
+whose TrustedExecute step replays the worker's outputs instead of executing (see grading/plugins/trusted_execute.py), so the
 gradebook has a single writer and its grades, autograded notebooks and feedback are exactly those of a
 sequential run.  Workers need no shared filesystem, and a task whose worker dies is retried by Dask.
 """
@@ -54,7 +54,7 @@ def check(result, student):
     """None when nbgrader graded this student, else nbgrader's one-line reason."""
     if result.get("success"):
         return None
-    from grading.report import reason_from_nbgrader_result
+    from grading.cli.report import reason_from_nbgrader_result
     return reason_from_nbgrader_result(result)
 
 
@@ -107,8 +107,8 @@ def execute_remotely(course_files, assignment, student, submission_files):
             (sub / rel).write_bytes(data)
         sys.path.insert(0, str(root))
         try:
-            # Execution only: grades are recorded by the coordinator (grading/replay.py).
-            api = load_api(root, Autograde={"autograde_preprocessors": ["grading.execute.TrustedExecute"]})
+            # Execution only: grades are recorded by the coordinator (grading/plugins/replay.py).
+            api = load_api(root, Autograde={"autograde_preprocessors": ["grading.plugins.trusted_execute.TrustedExecute"]})
             problem = check(api.autograde(assignment, student), student)
         finally:
             sys.path.remove(str(root))
@@ -137,10 +137,10 @@ def replay_pipeline(course):
     """The course's autograde pipeline with TrustedExecute replaced by ReplayExecute."""
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     pipeline = list(config.Autograde.autograde_preprocessors)
-    swapped = ["grading.replay.ReplayExecute" if step == "grading.execute.TrustedExecute" else step
+    swapped = ["grading.plugins.replay.ReplayExecute" if step == "grading.plugins.trusted_execute.TrustedExecute" else step
                for step in pipeline]
     if swapped == pipeline:
-        raise SystemExit("nbgrader_config.py does not autograde with grading.execute.TrustedExecute")
+        raise SystemExit("nbgrader_config.py does not autograde with grading.plugins.trusted_execute.TrustedExecute")
     return swapped
 
 

@@ -2,19 +2,20 @@
 
 Each student's notebook is the released notebook with some answer cells filled in: with the instructor's
 solution (the source notebook's answer cell without its solution markers), with a mistake from the bug
-catalog (tests/bug_catalog.py), or left as the stub. They land where nbgrader expects them,
+catalog (grading/fixtures/bug_catalog.py), or left as the stub. They land where nbgrader expects them,
 submitted/<student>/ex09_backprop/, with the released support files and a timestamp.txt.
 
 Existing submissions are never touched: a submission, once made, is the student's.
 """
 import argparse
-import importlib.util
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
+
+from grading.fixtures.bug_catalog import BUGS
 
 ASSIGNMENT = "ex09_backprop"
 NOTEBOOK = "backprop.ipynb"
@@ -37,12 +38,9 @@ CLASS = {
 }
 
 
-def load_bug_catalog(repo):
-    """The bug catalog of the test suite, by entry name."""
-    spec = importlib.util.spec_from_file_location("bug_catalog", Path(repo) / "tests" / "bug_catalog.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {bug.name: bug for bug in module.BUGS}
+def bug_catalog():
+    """The bug catalog (grading/fixtures/bug_catalog.py), by entry name."""
+    return {bug.name: bug for bug in BUGS}
 
 
 def solution_sources(source_nb):
@@ -95,9 +93,8 @@ def main(argv=None):
     parser.add_argument("--course-id", default="ex09-backprop")
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
-    repo = Path(__file__).resolve().parent.parent
     solutions = solution_sources(course / "source" / ASSIGNMENT / NOTEBOOK)
-    bugs = load_bug_catalog(repo)
+    bugs = bug_catalog()
     for student, (_, hours_late, plan) in CLASS.items():
         made = make_submission(course, student, hours_late, plan, solutions, bugs)
         described = ", ".join(f"{cell}={what}" for cell, what in plan.items()) or "untouched release"

@@ -1,6 +1,6 @@
 """Record, in the one process that writes the gradebook, a notebook that a parallel worker already executed.
 
-`grading.grade_class` runs nbgrader's Autograde twice per submission when it grades in parallel: on a worker,
+`grading.cli.grade_class` runs nbgrader's Autograde twice per submission when it grades in parallel: on a worker,
 with only TrustedExecute (the expensive part: the sandboxed kernel and the trusted test cells), and then here,
 with nbgrader's full autograde pipeline in which this class stands in for TrustedExecute. It takes the
 worker's outputs when the worker saw exactly the cells this run sanitized (same sources in the same order,
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from traitlets import Unicode
 
-from grading.execute import TrustedExecute
+from grading.plugins.trusted_execute import TrustedExecute
 
 
 def cell_signature(nb):

@@ -4,7 +4,7 @@ cannot reach.
 Use it in nbgrader_config.py in place of nbgrader's ``Execute``::
 
     c.Autograde.autograde_preprocessors = [
-        "grading.execute.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
+        "grading.plugins.trusted_execute.TrustedExecute", "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
         "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata"]
@@ -21,9 +21,9 @@ error output, print a number, or read the hidden tests' expected values. It also
 What this preprocessor does instead
 -----------------------------------
 * **Ordinary cells** (markdown skipped; code cells, including the students' answer cells and the instructor's
-  read-only setup cells) run as usual through nbclient, but in a :class:`~grading.sandbox.SandboxedKernelManager`
+  read-only setup cells) run as usual through nbclient, but in a :class:`~grading.sandbox.kernel_manager.SandboxedKernelManager`
   kernel: no network, read-only system, one writable scratch directory holding a copy of the notebook's support
-  files, resource limits (see :mod:`grading.sandbox`). Support files that exist in ``source/<assignment>/`` but not
+  files, resource limits (see :mod:`grading.sandbox.kernel_manager`). Support files that exist in ``source/<assignment>/`` but not
   in ``release/<assignment>/`` (instructor-only files that nbgrader copies next to the submission) are not copied.
 * **Autograder test cells** never run in the kernel. A cell qualifies only if the *gradebook* says so: its
   ``grade_id`` must be a locked, graded, non-solution code cell of this notebook in the database, and the source
@@ -32,10 +32,10 @@ What this preprocessor does instead
   and ``nn`` modules, loaded from configurable trusted directories (``source/<assignment>/`` and the course root);
   ``import gradcheck``/``import nn`` inside the cell, or inside those modules, resolve to the same trusted copies,
   never to the student's files. Every other free name the cell reads (found with :mod:`symtable`) is looked up in
-  the student's kernel through :mod:`grading.remote`: plain data (numbers, strings, arrays, containers of them)
+  the student's kernel through :mod:`grading.rpc.client`: plain data (numbers, strings, arrays, containers of them)
   is copied in once when the cell starts; a module the student imported is imported afresh in the grader if it
   belongs to an allowlisted package (numpy, scipy, ...); anything else -- the student's classes, functions,
-  objects -- becomes a :class:`~grading.remote.RemoteName` proxy whose calls run in the kernel and return only
+  objects -- becomes a :class:`~grading.rpc.client.RemoteName` proxy whose calls run in the kernel and return only
   plain data or further handles. Python builtins always mean the grader's builtins.
 * The test cell's outputs are made by the grader: captured stdout/stderr become ``stream`` outputs (stderr, e.g. a
   warning, still means zero as in stock nbgrader; Python's default warning filters are re-installed for every test
@@ -57,11 +57,11 @@ What this preprocessor does instead
 Problem notes for the grade report
 ----------------------------------
 Whatever went wrong while grading -- a kernel death, a timeout, a MemoryError, truncated or lost output, a test
-cell missing from the notebook, a duplicate that nbgrader stripped (grading/sanitize.py), a forged test cell --
+cell missing from the notebook, a duplicate that nbgrader stripped (grading/plugins/sanitize.py), a forged test cell --
 is also written as one-line notes ("cell 12 (sum_backward): timed out after 60 s") to the notebook metadata,
 ``metadata["grading"]["problems"]``, which nbgrader keeps in the autograded notebook (its
 ClearMetadataPreprocessor step is disabled by default). The key is always overwritten, so a submission cannot
-plant notes of its own. grading/report.py shows them per student.
+plant notes of its own. grading/cli/report.py shows them per student.
 
 Restart after a death (decision)
 --------------------------------
@@ -103,8 +103,8 @@ from nbformat.v4 import new_output, output_from_msg
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode
 
-from .remote import RemoteError, RemoteKernel, RemoteName
-from .sandbox import SandboxedKernelManager, SandboxError
+from grading.rpc.client import RemoteError, RemoteKernel, RemoteName
+from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError
 
 __all__ = ["TrustedExecute", "free_names", "TrustedModules", "PROBLEMS_KEY"]
 
@@ -522,7 +522,7 @@ class TrustedExecute(Execute):
 
     def _check_cells(self) -> None:
         """Notes on test cells nbgrader will not score: missing from the notebook, or copies that
-        grading.sanitize.DeduplicateIds turned into ordinary cells."""
+        grading.plugins.sanitize.DeduplicateIds turned into ordinary cells."""
         present = set()
         for index, cell in enumerate(self.nb.cells):
             md = cell.metadata if isinstance(cell.metadata, dict) else {}

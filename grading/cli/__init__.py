@@ -1,0 +1,1 @@
+"""Instructor commands: `python -m grading.cli.<name>` (the Makefile calls them)."""

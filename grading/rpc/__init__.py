@@ -1,0 +1,1 @@
+"""The one channel between the grader and the sandboxed student kernel."""
