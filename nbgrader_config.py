@@ -9,10 +9,11 @@ c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from grading.course import COURSE_ID  # noqa: E402 -- needs the sys.path entry above
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
-c.CourseDirectory.course_id = "ex09-backprop"
+c.CourseDirectory.course_id = COURSE_ID
 
 # What students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

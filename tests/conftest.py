@@ -8,9 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grading.course import ASSIGNMENT, NOTEBOOK  # noqa: F401 -- re-exported to the tests
+
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "ex09_backprop"
-SOURCE_NB = REPO / "source" / ASSIGNMENT / "backprop.ipynb"
+SOURCE_NB = REPO / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE_DIR = REPO / "release" / ASSIGNMENT
 BIN = Path(sys.executable).parent
 

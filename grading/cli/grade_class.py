@@ -29,11 +29,12 @@ from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
+from grading.course import ASSIGNMENT, PROBLEMS_FILE
+
 # nbgrader 0.9.6's gradebook code trips SQLAlchemy 2's session warnings on every submission; they say nothing
 # about the grades and would drown the progress lines.
 warnings.filterwarnings("ignore", category=SAWarning)
 
-ASSIGNMENT = "ex09_backprop"
 
 
 def load_api(course, **overrides):
@@ -188,7 +189,7 @@ def grade_on_dask(course, assignment, students, workers, scheduler=None):
 
 def record_problems(course, graded, problems):
     """Keep autograded/problems.json ({student: one-line reason}) current for the students just graded."""
-    path = Path(course) / "autograded" / "problems.json"
+    path = Path(course) / "autograded" / PROBLEMS_FILE
     known = json.loads(path.read_text()) if path.exists() else {}
     for student in graded:
         known.pop(student, None)

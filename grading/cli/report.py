@@ -21,7 +21,8 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config.loader import PyFileConfigLoader
 
-ASSIGNMENT = "ex09_backprop"
+from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
+
 
 
 @dataclass
@@ -66,8 +67,6 @@ def _in_notebook_order(course, assignment, notebook):
     return sorted(notebook.grade_cells, key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name))
 
 
-PROBLEMS_FILE = "problems.json"  # autograded/problems.json: {student: one-line reason}, by grading.cli.grade_class
-NOTES_KEY = "grading"  # autograded notebook metadata[NOTES_KEY]["problems"]: notes by grading.plugins.trusted_execute.TrustedExecute
 
 
 def recorded_problems(course):
@@ -178,7 +177,7 @@ def submission_problem(course, assignment, student, notebooks, recorded):
         path = course / "autograded" / student / assignment / f"{name}.ipynb"
         try:
             metadata = json.loads(path.read_text())["metadata"]
-            found = metadata.get(NOTES_KEY, {}).get("problems", [])
+            found = metadata.get(METADATA_KEY, {}).get(PROBLEMS, [])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         graded += 1

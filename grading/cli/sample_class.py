@@ -15,10 +15,9 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
 from grading.fixtures.bug_catalog import BUGS
 
-ASSIGNMENT = "ex09_backprop"
-NOTEBOOK = "backprop.ipynb"
 DUE_DATE = datetime(2026, 11, 20, 23, 59, 59, tzinfo=timezone.utc)
 ANSWERS = ("multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step")
 
@@ -90,7 +89,7 @@ def register(course, course_id, roster):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--course", default=".", help="course directory (default: here)")
-    parser.add_argument("--course-id", default="ex09-backprop")
+    parser.add_argument("--course-id", default=COURSE_ID)
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
     solutions = solution_sources(course / "source" / ASSIGNMENT / NOTEBOOK)

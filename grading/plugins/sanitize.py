@@ -28,6 +28,8 @@ from nbgrader.nbgraderformat import SchemaTooNewError, SchemaTooOldError, Valida
 from nbgrader.preprocessors import CheckCellMetadata as _CheckCellMetadata
 from nbgrader.preprocessors import DeduplicateIds as _DeduplicateIds
 
+from grading.course import DUPLICATE_OF, METADATA_KEY
+
 __all__ = ["DeduplicateIds", "CheckCellMetadata"]
 
 
@@ -43,7 +45,7 @@ class DeduplicateIds(_DeduplicateIds):
             self.log.warning("Cell with id '%s' exists multiple times! Treating the earlier copy as an ordinary "
                              "cell.", grade_id)
             del cell.metadata["nbgrader"]
-            cell.metadata["grading"] = {"duplicate_of": str(grade_id)[:128]}
+            cell.metadata[METADATA_KEY] = {DUPLICATE_OF: str(grade_id)[:128]}
         else:
             self.grade_ids.add(grade_id)
         return cell, resources

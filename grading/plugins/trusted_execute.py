@@ -103,12 +103,12 @@ from nbformat.v4 import new_output, output_from_msg
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode
 
+from grading.course import DUPLICATE_OF, METADATA_KEY, PROBLEMS, TRUSTED_MODULES
 from grading.rpc.client import RemoteError, RemoteKernel, RemoteName
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError
 
-__all__ = ["TrustedExecute", "free_names", "TrustedModules", "PROBLEMS_KEY"]
+__all__ = ["TrustedExecute", "free_names", "TrustedModules"]
 
-PROBLEMS_KEY = "grading"      # nb.metadata[PROBLEMS_KEY]["problems"]: one-line notes (see the module docstring)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ class TrustedExecute(Execute):
     max_kernel_restarts = Integer(1, help="Fresh kernels (with replay of earlier cells) after a kernel death; "
                                           "see the module docstring.").tag(config=True)
 
-    trusted_module_names = List(Unicode(), ["gradcheck", "nn"],
+    trusted_module_names = List(Unicode(), list(TRUSTED_MODULES),
                                 help="Modules that test cells (and each other) import from trusted dirs.").tag(
         config=True)
     trusted_module_dirs = List(Unicode(), ["{course_root}/{source_directory}/{assignment_id}", "{course_root}"],
@@ -502,7 +502,7 @@ class TrustedExecute(Execute):
         finally:
             shutil.rmtree(self._scratch_base, ignore_errors=True)
         # Always replaced: the submitted notebook's own metadata is the student's to forge.
-        self.nb.metadata[PROBLEMS_KEY] = {"problems": list(self._problems)}
+        self.nb.metadata[METADATA_KEY] = {PROBLEMS: list(self._problems)}
         return self.nb, self.resources
 
     def _problem(self, index: int | None, text: str) -> None:
@@ -526,7 +526,7 @@ class TrustedExecute(Execute):
         present = set()
         for index, cell in enumerate(self.nb.cells):
             md = cell.metadata if isinstance(cell.metadata, dict) else {}
-            dup = md.get("grading", {}).get("duplicate_of") if isinstance(md.get("grading"), dict) else None
+            dup = md.get(METADATA_KEY, {}).get(DUPLICATE_OF) if isinstance(md.get(METADATA_KEY), dict) else None
             if isinstance(dup, str) and dup.isprintable():
                 self._problem(index, f"duplicate grade id {dup[:64]}: this copy ran as an ordinary cell")
             gid = md.get("nbgrader", {}).get("grade_id") if isinstance(md.get("nbgrader"), dict) else None
