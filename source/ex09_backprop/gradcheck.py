@@ -152,7 +152,7 @@ def check_all(namespace):
         impl = namespace.get(name) if isinstance(namespace, dict) else None
         passed, got, possible, text = _public_check(item, impl)
         if impl is None:
-            text = f"{name} is not defined: run its cell"
+            text = f"{name} is not defined: run its cell (and fix any error it shows)"
         rows.append((passed, item, got, possible, text))
     _engine().show_table(rows)
 

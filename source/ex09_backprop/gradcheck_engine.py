@@ -915,11 +915,12 @@ def show_table(rows):
     footer = f"Public checks: {earned:g}/{possible:g} points"
     lines = [f"{'✓' if ok else '✗'} {item:<24} {f'{got:g}/{pts:g}':>9}  {text}"
              for ok, item, got, pts, text in rows]
+    left = 'style="text-align:left"'   # JupyterLab right-aligns table cells
     cells = "".join(
-        f'<tr><td style="color:{_colour(ok)}">{"✓" if ok else "✗"}</td><td><code>{html.escape(item)}</code>'
-        f'</td><td>{got:g}/{pts:g}</td><td style="text-align:left">{html.escape(text)}</td></tr>'
+        f'<tr><td style="color:{_colour(ok)}">{"✓" if ok else "✗"}</td><td {left}><code>{html.escape(item)}</code>'
+        f'</td><td>{got:g}/{pts:g}</td><td {left}>{html.escape(text)}</td></tr>'
         for ok, item, got, pts, text in rows)
-    table = (f'<table class="gradcheck-summary"><caption>{html.escape(SUMMARY_HEADER)}</caption>{cells}'
+    table = (f'<table class="gradcheck-summary"><caption {left}>{html.escape(SUMMARY_HEADER)}</caption>{cells}'
              f'<tr><td colspan="4"><b>{footer}</b></td></tr></table>')
     _display("\n".join([SUMMARY_HEADER, *lines, footer]), table)
 
