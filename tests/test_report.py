@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from graded_course import LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
+from graded_course import ITEMS, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
 from grading.cli import report
+from grading.course import COURSE_ID
 
-ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
 ITEM_MAX = {"multiply": 2, "sum": 1, "dot_product": 2, "nll_grad": 3, "logreg_step": 2}
 
 
@@ -22,7 +22,7 @@ def png_size(path):
 
 
 def test_course_id_comes_from_nbgrader_config():
-    assert report.course_id_from_config(REPO) == "ex09-backprop"
+    assert report.course_id_from_config(REPO) == COURSE_ID
 
 
 def test_missing_gradebook_is_an_error_not_an_empty_report(tmp_path):
