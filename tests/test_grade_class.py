@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader

@@ -58,8 +58,8 @@ def test_table_is_aligned_text_in_student_order(graded_course):
 
 def test_cli_prints_table_and_writes_csv_and_png(graded_course, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert report.format_table(report.load_report(graded_course)) in proc.stdout
 

@@ -154,8 +154,8 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
        <reason>", the reason being what is wrong with the submitted file when that can be told from it (not JSON,
        not a notebook), else the one recorded in autograded/<PROBLEMS_FILE> by grading.cli.grade_class;
-    3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died, timed out, out of
-       memory, output truncated, test cell missing...), joined;
+    3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died,
+       timed out, out of memory, output truncated, test cell missing...), joined;
     4. no autograded notebook at all: "not autograded".
     """
     course = Path(course)
