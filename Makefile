@@ -40,7 +40,7 @@ SCHEDULER  ?=
         bench clean student
 
 demo: venv system-deps release class autograde feedback export report
-	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, picture in reports/grades_overview.png"
+	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, pictures in reports/*.png"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -83,6 +83,7 @@ export: autograde
 
 report: autograde
 	$(BIN)/python -m grading.cli.report --course .
+	$(BIN)/python -m grading.cli.misconceptions --course .
 
 # A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
 # Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.
