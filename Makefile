@@ -83,7 +83,6 @@ export: autograde
 
 report: autograde
 	$(BIN)/python -m grading.cli.report --course .
-	$(BIN)/python -m grading.cli.misconceptions --course .
 
 # A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
 # Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.

@@ -151,8 +151,9 @@ def test_sample_class_mistakes_are_counted_exactly(graded_course):
 
 
 @pytest.mark.slow
-def test_cli_prints_the_table_and_writes_csv_and_png(graded_course, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "grading.cli.misconceptions", "--course", str(graded_course),
+def test_report_cli_prints_the_table_and_writes_csv_and_png(graded_course, tmp_path):
+    """`make report`'s command ends with the misconception report."""
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course),
                            "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert misconceptions.format_table(EXPECTED, len(STUDENTS)) in proc.stdout

@@ -2,8 +2,9 @@
 student would use it: open the released notebook, Run All, read the check-everything table, fix the answers,
 Run All again, press Validate.
 
-Answers are pasted by writing the notebook file (the Lab is closed and reopened around it: typing code into
-cells through the UI is slow and fragile); Run All and Validate are clicked in the real menus and toolbar.
+Answers are pasted by writing the notebook file (its page closed, its kernel shut down, then a fresh page opened:
+typing code into cells through the UI is slow and fragile); Run All and Validate are clicked in the real menu and
+toolbar.
 Screenshots land in test-artifacts/student_lab_*.png for a human to look at.
 """
 import json
@@ -13,16 +14,21 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 from conftest import ASSIGNMENT, NOTEBOOK, REPO, RELEASE_DIR, SOURCE_NB
 from graded_course import tree_digest
+from grading.cli.misconceptions import REGISTRY_MODULE
 from grading.cli.sample_class import bug_catalog, solution_sources, student_notebook
+from grading.course import TRUSTED_MODULES
+from grading.plugins.trusted_execute import TrustedModules
 from test_instructor_notebook import SEED_TEST
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,7 +36,9 @@ ARTIFACTS = REPO / "test-artifacts"
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (make system-deps)")]
 
-ITEMS = ["Multiply.backward", "Sum.backward", "DotProduct.backward", "nll_grad", "LogisticRegression.step"]
+# The checker's items and their points, from its registry (the trusted copy in source/).
+ITEMS = TrustedModules(TRUSTED_MODULES, [str(SOURCE_NB.parent), str(REPO)]).load(REGISTRY_MODULE).ITEMS
+TOTAL = sum(spec.total for spec in ITEMS.values())
 # window.jupyterapp, so the test can wait for the Lab to be ready and ask which commands it has (Galata does the same).
 TEST_LAB_OPTIONS = ["--ServerApp.open_browser=False", "--LabApp.expose_app_in_browser=True"]
 NBGRADER_COMMANDS = ["nbgrader:open-formgrader", "nbgrader:open-create-assignment", "nbgrader:open-course-list",
@@ -118,7 +126,6 @@ def student_lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield chromium
@@ -195,7 +202,7 @@ def summary(page):
     table.scroll_into_view_if_needed()
     rows = table.evaluate(READ_TABLE)
     items = [r for r in rows if r["mark"] and any(item in r["cells"] for item in ITEMS)]
-    assert [next(item for item in ITEMS if item in r["cells"]) for r in items] == ITEMS, rows
+    assert [next(item for item in ITEMS if item in r["cells"]) for r in items] == list(ITEMS), rows
     return {next(item for item in ITEMS if item in r["cells"]): r for r in items}, rows[-1]["text"]
 
 
@@ -260,24 +267,29 @@ def test_instructor_lab_keeps_every_nbgrader_tool(tmp_path, browser):
             lab.stop()
 
 
-def test_run_all_on_the_release_reaches_the_check_everything_table(student_lab, browser):
-    page = open_notebook(student_lab, browser, nbformat.read(RELEASE_DIR / NOTEBOOK, as_version=4))
+def run_all_and_check_everything(lab, browser, nb, name):
+    """Open `nb` as the student's notebook, click Run All; return the page and the check-everything table."""
+    page = open_notebook(lab, browser, nb)
     run_all(page)
     rows, total = summary(page)
-    screenshot(page, "release_run_all")
-    assert total == "Public checks: 0/10 points"
+    screenshot(page, name)
+    return page, rows, total
+
+
+def test_run_all_on_the_release_reaches_the_check_everything_table(student_lab, browser):
+    page, rows, total = run_all_and_check_everything(
+        student_lab, browser, nbformat.read(RELEASE_DIR / NOTEBOOK, as_version=4), "release_run_all")
+    assert total == f"Public checks: 0/{TOTAL:g} points"
     for item, row in rows.items():
         assert row["mark"] == "✗" and is_red(row["color"]), (item, row)
-        assert any(re.fullmatch(r"0/\d+", cell) for cell in row["cells"]), (item, row)
+        assert f"0/{ITEMS[item].total:g}" in row["cells"], (item, row)
     page.close()
 
 
 def test_correct_answers_get_10_of_10_the_seed_numbers_and_pass_validate(student_lab, browser):
-    page = open_notebook(student_lab, browser, student_notebook(RELEASE_DIR / NOTEBOOK, answers()))
-    run_all(page)
-    rows, total = summary(page)
-    screenshot(page, "correct_10_of_10")
-    assert total == "Public checks: 10/10 points"
+    page, rows, total = run_all_and_check_everything(
+        student_lab, browser, student_notebook(RELEASE_DIR / NOTEBOOK, answers()), "correct_10_of_10")
+    assert total == f"Public checks: {TOTAL:g}/{TOTAL:g} points"
     for item, row in rows.items():
         assert row["mark"] == "✓" and is_green(row["color"]), (item, row)
     passes = page.locator(".jp-OutputArea-output .gradcheck-pass")
@@ -299,19 +311,18 @@ def test_correct_answers_get_10_of_10_the_seed_numbers_and_pass_validate(student
 
 def test_a_typical_mistake_is_named_in_red(student_lab, browser):
     nb = student_notebook(RELEASE_DIR / NOTEBOOK, answers(nll_grad="nll_grad_missing_1_over_n"))
-    page = open_notebook(student_lab, browser, nb)
-    run_all(page)
-    rows, total = summary(page)
-    kept = bug_catalog()["nll_grad_missing_1_over_n"].expected_points  # outputs and inputs unchanged: 1 of 3
-    assert total == f"Public checks: {7 + kept:g}/10 points"
+    page, rows, total = run_all_and_check_everything(student_lab, browser, nb, "mistake_table")
+    kept, possible = bug_catalog()["nll_grad_missing_1_over_n"].expected_points, ITEMS["nll_grad"].total
+    assert total == f"Public checks: {TOTAL - possible + kept:g}/{TOTAL:g} points"  # 8/10: "outputs" and
+    # "inputs unchanged" still count
     named = page.locator(".jp-OutputArea-output .gradcheck-fail", has_text="missing 1/N")
     assert named.count() >= 1
     named.first.scroll_into_view_if_needed()
     screenshot(page, "mistake_missing_1_over_n")
     assert "nll_grad" in named.first.inner_text() and is_red(named.first.evaluate("e => getComputedStyle(e).color"))
     assert rows["nll_grad"]["mark"] == "✗" and is_red(rows["nll_grad"]["color"])
-    assert "missing 1/N" in rows["nll_grad"]["text"] and f"{kept:g}/3" in rows["nll_grad"]["cells"]
-    for item in ITEMS[:3] + ITEMS[4:]:
+    assert "missing 1/N" in rows["nll_grad"]["text"] and f"{kept:g}/{possible:g}" in rows["nll_grad"]["cells"]
+    for item in set(ITEMS) - {"nll_grad"}:
         assert rows[item]["mark"] == "✓" and is_green(rows[item]["color"]), rows[item]
     page.close()
 

@@ -1,9 +1,7 @@
 """Which named mistakes the class made: per item and sub-check, how many students made each one.
 
-    python -m grading.cli.misconceptions --course DIR [--out DIR] [--assignment ID] [--course-id ID]
-
-prints a table and writes OUT/misconceptions.csv and OUT/misconceptions.png (OUT defaults to DIR/reports);
-`make report` runs it after the grade report.
+`python -m grading.cli.report` (`make report`) ends with it: write_report prints a table and writes
+OUT/misconceptions.csv and OUT/misconceptions.png beside the grade overview.
 
 Where the names come from: the lines `gradcheck.grade` printed in each autograded notebook's test cells
 ("  ✗ d_W   0/1  d_W: missing 1/N (off by a factor N = 7); worst ..."). Only cells whose grade id the gradebook
@@ -13,7 +11,6 @@ never by student code. Two parts of a diagnosis still quote the student: an exce
 output must be exactly one `grade` block -- its header and every sub-check of the item, in the checker's order --
 or none of it is counted and the student gets a note (a type name with a line break could forge lines).
 """
-import argparse
 import csv
 import re
 from collections import defaultdict
@@ -252,22 +249,3 @@ def write_report(course, out, assignment=ASSIGNMENT, course_id=None):
     for note in found.notes:
         print(f"  note: {note}")
     print(f"wrote {out / 'misconceptions.csv'} and {out / 'misconceptions.png'}")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--course", required=True, type=Path, help="course directory (holds gradebook.db)")
-    parser.add_argument("--out", type=Path, help="output directory (default: COURSE/reports)")
-    parser.add_argument("--assignment", default=ASSIGNMENT)
-    parser.add_argument("--course-id", help="default: CourseDirectory.course_id from COURSE/nbgrader_config.py")
-    args = parser.parse_args(argv)
-    if not (args.course / "gradebook.db").exists():
-        parser.exit(1, f"grading.cli.misconceptions: no gradebook in {args.course}: autograde first\n")
-    try:
-        write_report(args.course, args.out or args.course / "reports", args.assignment, args.course_id)
-    except LookupError as problem:
-        parser.exit(1, f"grading.cli.misconceptions: {problem}\n")
-
-
-if __name__ == "__main__":
-    main()
