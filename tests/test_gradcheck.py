@@ -371,6 +371,21 @@ def test_weird_impls_never_raise(item, impl):
     assert points == 0.0 and "Traceback" not in out, out
 
 
+def test_a_release_stub_with_only_its_raise_removed_earns_nothing():
+    from conftest import RELEASE_DIR
+    stubs, answer = {}, None
+    for cell in nbformat.read(RELEASE_DIR / "backprop.ipynb", as_version=4).cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            answer = cell.source
+        m = re.search(r'self_check\("([^"]+)"', cell.source)
+        if m:
+            stubs[m.group(1)] = answer.replace("raise NotImplementedError()", "")
+    assert sorted(stubs) == sorted(ITEMS)
+    for item, source in stubs.items():
+        points, out = run_grade(item, ref.build(source, engine.ITEMS[item].impl_name))
+        assert points == 0.0, out
+
+
 def test_not_implemented_message():
     class Multiply:
         def forward(self, x, y):
@@ -527,6 +542,5 @@ def test_training_warns_when_the_loss_goes_up_explodes_or_stalls():
         "look at the nll_grad self-check above" in up
     assert "became nan at epoch 1" in _losses([2.3, float("nan")])
     assert "hardly went down: 2.3026 at epoch 0, 2.1861 at epoch 2" in _losses([2.3026, 2.25, 2.1861])
-    with pytest.raises(TypeError):   # an error of a finished answer is not swallowed
-        with gradcheck.training("nll_grad") as losses:
-            f"{None:.4f}"
+    with pytest.raises(TypeError), gradcheck.training("nll_grad"):   # a finished answer's error is not swallowed
+        f"{None:.4f}"

@@ -5,7 +5,6 @@ import re
 import shutil
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from conftest import ASSIGNMENT, RELEASE_DIR, REPO, SOURCE_NB, nbgrader, solution_and_hidden_lines

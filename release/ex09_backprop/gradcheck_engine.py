@@ -630,9 +630,8 @@ def _nll_dims(rng):
 
 def _step_run(impl, case):
     """Build the model, set W0, b0, call step once: ('ok', (loss, params)) or ('err', reason)."""
-    X, Y, lr = case["X"], case["Y"], case["lr"]
-    W0, b0 = case["points"][0][1], case["points"][0][2]
-    (N, D), K = X.shape, Y.shape[1]
+    lr, (W0, b0) = case["lr"], case["points"][0][1:]
+    D, K = W0.shape
 
     def run():
         model = _call(f"LogisticRegression({D}, {K}, {lr})", lambda: impl(D, K, lr))
