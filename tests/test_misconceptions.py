@@ -191,4 +191,4 @@ def test_only_the_graders_test_cells_are_read(graded_course, tmp_path):
 def graded_text_of_sample(course, student, grade_id):
     """The stdout of one test cell of a graded sample student."""
     nb = course / "autograded" / student / ASSIGNMENT / NOTEBOOK
-    return misconceptions.test_outputs(nb, {grade_id})[grade_id]
+    return misconceptions.grader_outputs(nb, {grade_id})[grade_id]

@@ -115,7 +115,7 @@ def sub_checks_of(course, assignment):
     return {item: list(spec.points) for item, spec in engine.ITEMS.items()}
 
 
-def test_cells(gb, assignment):
+def autograder_cells(gb, assignment):
     """notebook name -> grade ids of its autograder test cells (graded code cells that are not answers)."""
     out = {}
     for nb in gb.find_assignment(assignment).notebooks:
@@ -124,7 +124,7 @@ def test_cells(gb, assignment):
     return out
 
 
-def test_outputs(path, grade_ids):
+def grader_outputs(path, grade_ids):
     """grade id -> stdout of that test cell in the autograded notebook at path (first copy of each id)."""
     out = {}
     for cell in nbformat.read(path, as_version=4).cells:
@@ -142,7 +142,7 @@ def read_class(course, assignment=ASSIGNMENT, course_id=None):
     sub_checks = sub_checks_of(course, assignment)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id or course_id_from_config(course)) as gb:
         try:
-            tests = test_cells(gb, assignment)
+            tests = autograder_cells(gb, assignment)
         except MissingEntry:
             raise LookupError(f"assignment {assignment!r} is not in the gradebook") from None
         students = sorted(sub.student.id for sub in gb.assignment_submissions(assignment))
@@ -151,7 +151,7 @@ def read_class(course, assignment=ASSIGNMENT, course_id=None):
         for notebook, grade_ids in tests.items():
             path = course / "autograded" / student / assignment / f"{notebook}.ipynb"
             try:
-                outputs = test_outputs(path, grade_ids)
+                outputs = grader_outputs(path, grade_ids)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 found.notes.append(f"{student}: {notebook}.ipynb not read ({type(e).__name__})")
                 continue
