@@ -15,7 +15,11 @@
 #                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
 #   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv
-#   make report        grade table per student and item, reports/grades_overview.png
+#   make report        grade table per student and item, reports/grades_overview.png; the class's named mistakes,
+#                      reports/misconceptions.csv and .png
+#
+# For students:
+#   make student       JupyterLab on a copy of the release in student-work/, with Validate and no instructor tools
 #   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
 
 ASSIGNMENT := ex09_backprop
@@ -33,10 +37,10 @@ WORKERS    ?= $(shell nproc)
 SCHEDULER  ?=
 
 .PHONY: demo test test-fast venv system-deps release instructor validate class autograde feedback export report \
-        bench clean
+        bench clean student
 
 demo: venv system-deps release class autograde feedback export report
-	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, picture in reports/grades_overview.png"
+	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, pictures in reports/*.png"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -79,6 +83,11 @@ export: autograde
 
 report: autograde
 	$(BIN)/python -m grading.cli.report --course .
+
+# A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
+# Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.
+student: venv
+	$(BIN)/python -m grading.student_lab --work student-work
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000
