@@ -21,9 +21,10 @@ from traitlets.config import Config
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grading.plugins.trusted_execute import TrustedExecute, free_names  # noqa: E402
+from grading.plugins.trusted_execute import TrustedExecute  # noqa: E402
 from grading.rpc.client import RemoteError, RemoteKernel, RemoteName, load_npz_untrusted  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
+from grading.trusted.runner import free_names  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
