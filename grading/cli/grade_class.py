@@ -77,12 +77,14 @@ class Progress:
 # ---------------------------------------------------------------- the worker side (runs anywhere) ----------
 
 def course_payload(course, assignment):
-    """The files a worker needs to grade: config, grading package, source and gradebook (as bytes)."""
+    """The files a worker needs to grade: config, grading package, source, release and gradebook (as bytes).
+    The release tells the worker's scratch builder which support files are instructor-only; without it the
+    builder refuses (grading/sandbox/scratch.py)."""
     course = Path(course)
     files = {}
     for rel in ["nbgrader_config.py", "gradebook.db", "nn.py"]:
         files[rel] = (course / rel).read_bytes()
-    for base in [course / "grading", course / "source" / assignment]:
+    for base in [course / "grading", course / "source" / assignment, course / "release" / assignment]:
         for path in base.rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 files[str(path.relative_to(course))] = path.read_bytes()
