@@ -168,7 +168,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
         if self.life.gave_up or self._alive():
             return
         if self.life.death is None:
-            self.life.died_between_cells(self.km.describe_exit() if self.km is not None else "?", self.rk)
+            self.life.died_between_cells(self.km.describe_exit(), self.rk)
         replay = self.life.restart_plan()
         if replay is None:
             return
@@ -231,8 +231,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
         try:
             await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
         except DeadKernelError:
-            self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None,
-                                 self.budget.truncated_at)
+            self._cell_notes(cell, index)
             cell.outputs.append(self.life.died(index, self.km.describe_exit(), self.rk))
             return
         except Exception as e:
@@ -240,8 +239,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
         else:
             if not self.timed_out:
                 self.life.ran.append(index)     # replayed after a restart (timed-out cells are not)
-        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None,
-                                 self.budget.truncated_at)
+        self._cell_notes(cell, index)
         reason = self._death_reason()
         if reason is not None:
             cell.outputs.append(self.life.died(index, reason, self.rk))
@@ -252,6 +250,9 @@ class TrustedExecute(BudgetedOutputs, Execute):
                 self.life.note(index, "some output was lost (a message over the size limit)")
             await self._reconnect_output()
         self.budget.end_cell(cell.outputs)
+
+    def _cell_notes(self, cell: NotebookNode, index: int) -> None:
+        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None, self.budget.truncated_at)
 
     # ------------------------------------------------------------------ nbclient hooks
 
