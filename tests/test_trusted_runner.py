@@ -168,3 +168,14 @@ def test_output_budget_per_cell_and_notebook():
 ])
 def test_valid_output(out, ok):
     assert valid_output(out) is ok
+
+
+def test_execution_layer_uses_public_apis_only():
+    """nbclient/jupyter_client internals the execution layer once reached into, where public APIs exist (the
+    RPC client, grading/rpc/, is checked by its own tests)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "grading"
+    sources = {p: p.read_text() for d in ("plugins", "sandbox", "trusted") for p in (root / d).glob("*.py")}
+    private = ["._iopub_channel", "NotebookClient.__init__", "_check_assign_resources", "_async_cleanup_kernel",
+               "_connection_file_written", "._make_url(", "hasattr(self.km"]
+    assert [(p.name, name) for p, text in sources.items() for name in private if name in text] == []
