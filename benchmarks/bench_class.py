@@ -22,16 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for the grading package
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
-from conftest import ASSIGNMENT, make_course, nbgrader  # noqa: E402
 from grading.cli import report, sample_class  # noqa: E402
+from grading.cli.course_dir import BIN, make_course, run_nbgrader  # noqa: E402
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402
 
-BIN = Path(sys.executable).parent
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 
 
@@ -41,13 +40,19 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+def nbgrader(course, *args, timeout=900):
+    proc = run_nbgrader(course, *args, timeout=timeout)
+    if proc.returncode != 0:
+        sys.exit(f"nbgrader {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
 def hidden_test_overhead(repeats):
     """Median seconds to execute the instructor notebook with and without its hidden tests."""
     with tempfile.TemporaryDirectory() as tmp:
         course = make_course(Path(tmp) / "course")
         folder = course / "source" / ASSIGNMENT
-        with_tests = nbformat.read(folder / "backprop.ipynb", as_version=4)
-        without = nbformat.read(folder / "backprop.ipynb", as_version=4)
+        with_tests = nbformat.read(folder / NOTEBOOK, as_version=4)
+        without = nbformat.read(folder / NOTEBOOK, as_version=4)
         for cell in without.cells:
             cell.source = HIDDEN.sub("", cell.source)
         runs = {"with": [], "without": []}
@@ -63,7 +68,7 @@ def build_class(root, students):
     """A course whose submitted/ holds `students` submissions: the sample class's plans, cycled."""
     course = make_course(root)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    solutions = sample_class.solution_sources(course / "source" / ASSIGNMENT / "backprop.ipynb")
+    solutions = sample_class.solution_sources(course / "source" / ASSIGNMENT / NOTEBOOK)
     bugs = sample_class.bug_catalog()
     plans = list(sample_class.CLASS.values())
     roster = {}
@@ -72,7 +77,7 @@ def build_class(root, students):
         student = f"s{i + 1:03d}"
         sample_class.make_submission(course, student, hours_late, plan, solutions, bugs)
         roster[student] = first
-    sample_class.register(course, report.course_id_from_config(course), roster)
+    sample_class.register(course, COURSE_ID, roster)
     return course
 
 
@@ -113,7 +118,7 @@ def main():
         print(f"(b) grading.cli.grade_class, {args.workers} workers: {t_b:7.1f} s")
 
         def execute_all():
-            for nb in sorted(floor_dir.glob(f"*/{ASSIGNMENT}/backprop.ipynb")):
+            for nb in sorted(floor_dir.glob(f"*/{ASSIGNMENT}/{NOTEBOOK}")):
                 subprocess.run([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
                                 "--allow-errors", "--output", "executed.ipynb", str(nb)],
                                cwd=nb.parent, env=env, check=True, capture_output=True, timeout=600)

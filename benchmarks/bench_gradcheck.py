@@ -27,26 +27,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "source", "ex09_backprop")]
 
 import gradcheck  # noqa: E402
+import gradcheck_engine as engine  # noqa: E402
 from grading.fixtures import reference_solutions  # noqa: E402
 
 STATS = {}
-_rel_error, _floor = gradcheck.rel_error, gradcheck._Target.floor
 
 
-def _recording_floor(self, e):
-    out = _floor(self, e)
-    STATS["noise"] = self._noise
-    return out
-
-
-def _recording_rel_error(a, e, floor=0.0):
-    a, e = np.asarray(a, dtype=float), np.asarray(e, dtype=float)
-    diff = np.abs(a - e)
-    pure = diff / np.maximum(np.abs(a) + np.abs(e), gradcheck.FLOOR * np.abs(e).max() + 1e-300)
+def record(c):
+    """engine.observe callback: the worst no-noise error and |a - e| in noise units over every comparison."""
+    diff = np.abs(c.got - c.expected)
+    pure = diff / np.maximum(np.abs(c.got) + np.abs(c.expected), engine.FLOOR * np.abs(c.expected).max() + 1e-300)
     STATS["pure"] = max(STATS.get("pure", 0.0), float(pure.max()))
-    unit = STATS["noise"] / gradcheck.NOISE_ULPS
+    unit = c.noise / engine.NOISE_ULPS
     STATS["ulps"] = max(STATS.get("ulps", 0.0), float(diff.max() / unit) if unit > 0 else 0.0)
-    return _rel_error(a, e, floor)
 
 
 def main():
@@ -54,17 +47,17 @@ def main():
     parser.add_argument("--trials", type=int, default=10000)
     parser.add_argument("--grade-repeats", type=int, default=5)
     args = parser.parse_args()
-    gradcheck.rel_error, gradcheck._Target.floor = _recording_rel_error, _recording_floor
-    print(f"gradcheck: TOL={gradcheck.TOL:g} FLOOR={gradcheck.FLOOR:g} NOISE_ULPS={gradcheck.NOISE_ULPS} "
-          f"EPS={gradcheck.EPS:g} MAX_ENTRYWISE={gradcheck.MAX_ENTRYWISE} trials/item={args.trials}")
+    print(f"gradcheck: TOL={engine.TOL:g} FLOOR={engine.FLOOR:g} NOISE_ULPS={engine.NOISE_ULPS} "
+          f"EPS={engine.EPS:g} MAX_ENTRYWISE={engine.MAX_ENTRYWISE} trials/item={args.trials}")
     print(f"{'item':<25} {'false fail':>10} {'max err':>9} {'/TOL':>7} {'no-noise err':>12} "
           f"{'max |a-e| ulps':>14} {'ms/trial':>8} {'ms/grade':>8}")
     for item, impl in reference_solutions.IMPLS.items():
-        spec, fails, worst, bad_subs = gradcheck.ITEMS[item], 0, 0.0, {}
+        spec, fails, worst, bad_subs = engine.ITEMS[item], 0, 0.0, {}
         STATS.clear()
         t0 = time.perf_counter()
         for s in range(args.trials):
-            res = gradcheck.run_checks(item, impl, cases=[spec.random(np.random.default_rng([2024, s]))])
+            with engine.observe(record):
+                res = engine.run_checks(item, impl, cases=[spec.random(np.random.default_rng([2024, s]))])
             lost = [name for name, r in res.items() if r[0] < r[1]]
             if lost:
                 fails += 1
@@ -77,7 +70,7 @@ def main():
             for _ in range(args.grade_repeats):
                 gradcheck.grade(item, impl)
         per_grade = (time.perf_counter() - t0) / args.grade_repeats
-        print(f"{item:<25} {fails:>10d} {worst:>9.1e} {worst / gradcheck.TOL:>7.1e} "
+        print(f"{item:<25} {fails:>10d} {worst:>9.1e} {worst / engine.TOL:>7.1e} "
               f"{STATS.get('pure', 0):>12.1e} {STATS.get('ulps', 0):>14.2f} "
               f"{1e3 * per_trial:>8.2f} {1e3 * per_grade:>8.1f}")
         for name, (s, reason) in bad_subs.items():

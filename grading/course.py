@@ -14,4 +14,4 @@ DUPLICATE_OF = "duplicate_of"
 PROBLEMS_FILE = "problems.json"       # autograded/problems.json: {student: one-line reason} from class grading
 
 # Modules test cells import from trusted copies (source/<ASSIGNMENT>/ and the course root), never the student's.
-TRUSTED_MODULES = ("gradcheck", "nn")
+TRUSTED_MODULES = ("gradcheck", "gradcheck_engine", "nn")

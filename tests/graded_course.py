@@ -9,14 +9,35 @@ import shutil
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, make_course, nbgrader
-from grading.cli import sample_class
+from conftest import ASSIGNMENT, NOTEBOOK, make_course, nbgrader
+from grading.cli import report, sample_class
+from grading.course import COURSE_ID
 
 STUDENTS = sorted(sample_class.CLASS)
 LATE_STUDENTS = sorted(s for s, (_, hours_late, _) in sample_class.CLASS.items() if hours_late > 0)
 UNTOUCHED, CORRECT = "ben", "ada"
+
+ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
+# The sample class (grading/cli/sample_class.py) and what each student must get: (points per item, total, penalty).
+# dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
+# (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
+# ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).
+EXPECTED = {
+    "ada": ([2, 1, 2, 3, 2], 10, 0),
+    "ben": ([0, 0, 0, 0, 0], 0, 0),
+    "cleo": ([2, 1, 2, 0, 0], 5, 0),
+    "dev": ([0.5, 1, 2, 1, 2], 6.5, 0),
+    "eve": ([2, 0, 2, 3, 0.75], 7.75, 0),
+    "finn": ([2, 1, 2, 3, 2], 10, 1),
+}
+
+
+def grade_table(course):
+    """{student: (points per item in ITEMS order, total, penalty)} from the course's gradebook."""
+    return {r.student: ([r.items[i] for i in ITEMS], r.total, r.penalty) for r in report.load_report(course).rows}
 
 
 def run(course, *args, timeout=900):
@@ -33,6 +54,19 @@ def make_class(root):
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     run(course, "grading.cli.sample_class")
     return course
+
+
+def submit(course, student, answers=None, notebook_bytes=None):
+    """submitted/<student>/<ASSIGNMENT>/: the release with answer cells replaced ({cell id: source}), or with
+    the notebook's bytes given outright; the student is registered in the gradebook."""
+    dest = course / "submitted" / student / ASSIGNMENT
+    shutil.copytree(course / "release" / ASSIGNMENT, dest)
+    if notebook_bytes is not None:
+        (dest / NOTEBOOK).write_bytes(notebook_bytes)
+    else:
+        nbformat.write(sample_class.student_notebook(dest / NOTEBOOK, answers or {}), dest / NOTEBOOK)
+    sample_class.register(course, COURSE_ID, {student: student.title()})
+    return dest
 
 
 def tree_digest(folder):

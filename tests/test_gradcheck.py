@@ -1,4 +1,5 @@
-"""Tests of the gradient checker shipped to students (source/ex09_backprop/gradcheck.py).
+"""Tests of the gradient checker shipped to students (source/ex09_backprop/gradcheck.py and the engine behind it,
+gradcheck_engine.py).
 
     .venv/bin/python -m pytest tests/test_gradcheck.py -q
 
@@ -10,7 +11,10 @@
   a remote proxy (arguments and results cross by copy, in-place changes are
   written back) and does nothing to impl but call it, call methods and get/set
   ``params``;
-* self_check prints exactly one line and never raises; grade is deterministic.
+* self_check prints one line (and a hint line to see every sub-check) and never raises; grade is deterministic;
+* the item registry is the one home of the points: the notebook's test cells and the README's table agree with
+  it, and a new layer item is declared in one call;
+* check_all's table, the notebook demos that wait for unfinished answers, the training-loss warnings.
 """
 import contextlib
 import copy
@@ -32,13 +36,32 @@ for path in (str(SOURCE), str(REPO)):   # REPO first: the top-level nn.py is the
         sys.path.insert(0, path)
 
 import gradcheck  # noqa: E402
+import gradcheck_engine as engine  # noqa: E402
+import nbformat  # noqa: E402
+from conftest import SOURCE_NB  # noqa: E402
 from grading.fixtures import reference_solutions as ref  # noqa: E402
 from grading.fixtures.bug_catalog import BUGS  # noqa: E402
 
-ITEMS = list(gradcheck.ITEMS)
-TOTALS = {"Multiply.backward": 2.0, "Sum.backward": 1.0, "DotProduct.backward": 2.0,
-          "nll_grad": 3.0, "LogisticRegression.step": 2.0}
+ITEMS = list(engine.ITEMS)
 TRIALS = 2000
+
+
+def _notebook_tests():
+    """item -> (its test cell's nbgrader points, the seeds its hidden grade() call passes, the answer cell's
+    source), read from the instructor notebook: the answer cell is the solution cell right above the test."""
+    found, answer = {}, None
+    for cell in nbformat.read(SOURCE_NB, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            answer = cell.source
+        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\)\)', cell.source)
+        if m and meta.get("grade"):
+            found[m.group(1)] = (float(meta["points"]), tuple(int(s) for s in m.group(2).split(",")), answer)
+    return found
+
+
+NOTEBOOK_TESTS = _notebook_tests()
+TOTALS = {item: points for item, (points, _, _) in NOTEBOOK_TESTS.items()}   # nbgrader's points per test cell
 
 
 def run_grade(item, impl, **kw):
@@ -50,7 +73,8 @@ def run_grade(item, impl, **kw):
 
 def run_self_check(item, impl, autograding=False):
     """What self_check printed, and on which stream: a pass on stdout, a failure on stderr (stdout while
-    autograding, where nbgrader would zero a test cell that wrote to stderr)."""
+    autograding, where nbgrader would zero a test cell that wrote to stderr). One line; a failure outside
+    autograding adds one line saying how to see every sub-check."""
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         if autograding:
@@ -59,6 +83,12 @@ def run_self_check(item, impl, autograding=False):
     assert result is None and not (out.getvalue() and err.getvalue())
     printed = out.getvalue() or err.getvalue()
     assert (printed.startswith("✓") or autograding) == bool(out.getvalue()), printed
+    lines = printed.splitlines()
+    if printed.startswith("✗") and not autograding and item in engine.ITEMS:
+        assert printed.count("\n") == 2, printed
+        hint = f'  every sub-check and its points: gradcheck.grade("{item}", {engine.ITEMS[item].impl_name})'
+        assert lines[1] == hint, printed
+        return lines[0] + "\n"
     return printed
 
 
@@ -80,9 +110,33 @@ def answer_cells(bug=None):
 # ---------------------------------------------------------------- the table
 
 def test_items_and_points():
-    assert {item: sum(spec.points.values()) for item, spec in gradcheck.ITEMS.items()} == TOTALS
-    for spec in gradcheck.ITEMS.values():
+    assert len(TOTALS) == len(engine.ITEMS) >= 5
+    assert {item: spec.total for item, spec in engine.ITEMS.items()} == TOTALS
+    for spec in engine.ITEMS.values():
         assert "inputs unchanged" in spec.points
+        assert all(points > 0 for points in spec.points.values())
+
+
+def readme_points_table():
+    """The README's points table, rendered from the registry."""
+    rows = ["| item (points) | sub-checks and points |", "|---|---|"]
+    for item, spec in engine.ITEMS.items():
+        split = ", ".join(f"{name} {points:g}" for name, points in spec.points.items())
+        rows.append(f"| `{item}` ({spec.total:g}) | {split} |")
+    return "\n".join(rows)
+
+
+def test_readme_points_table_is_the_registry():
+    readme = (REPO / "README.md").read_text()
+    assert readme_points_table() in readme, "README's points table drifted; it should read:\n" + readme_points_table()
+    assert readme.count("| item (points) |") == 1
+
+
+def test_bug_catalog_points_fit_the_registry():
+    for bug in BUGS:   # every expected grade is a sum of some sub-checks' points
+        points = list(engine.ITEMS[bug.item].points.values())
+        sums = {round(sum(p for k, p in enumerate(points) if mask >> k & 1), 9) for mask in range(1 << len(points))}
+        assert round(bug.expected_points, 9) in sums, bug.name
 
 
 # ------------------------------------------------------- correct solutions
@@ -96,24 +150,9 @@ def test_reference_gets_full_points(item):
     assert re.fullmatch(rf"✓ {re.escape(item)} matches numerical gradients, max rel\. error \S+\n", line)
 
 
-def _notebook_seeds():
-    """item -> the seeds its hidden test passes to grade(), read from the instructor notebook."""
-    import nbformat
-    from conftest import SOURCE_NB
-    found = {}
-    for cell in nbformat.read(SOURCE_NB, as_version=4).cells:
-        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\)\)', cell.source)
-        if m:
-            found[m.group(1)] = tuple(int(s) for s in m.group(2).split(","))
-    return found
-
-
-NOTEBOOK_SEEDS = _notebook_seeds()
-
-
 @pytest.mark.parametrize("item", ITEMS)
 def test_reference_full_points_with_notebook_seeds(item):
-    seeds = NOTEBOOK_SEEDS[item]
+    seeds = NOTEBOOK_TESTS[item][1]
     assert len(seeds) >= 3
     assert run_grade(item, ref.IMPLS[item], seeds=seeds)[0] == TOTALS[item]
 
@@ -121,10 +160,10 @@ def test_reference_full_points_with_notebook_seeds(item):
 def _trials(args):
     """Run random trials of one item; return (failures, max error). Module level: picklable."""
     item, seeds = args
-    impl, spec = ref.IMPLS[item], gradcheck.ITEMS[item]
+    impl, spec = ref.IMPLS[item], engine.ITEMS[item]
     failures, worst = [], 0.0
     for s in seeds:
-        res = gradcheck.run_checks(item, impl, cases=[spec.random(np.random.default_rng([7, s]))])
+        res = engine.run_checks(item, impl, cases=[spec.random(np.random.default_rng([7, s]))])
         failures += [(s, name, r[2]) for name, r in res.items() if r[0] < r[1]]
         worst = max([worst] + [r[3] for r in res.values() if r[3] is not None])
     return failures, worst
@@ -146,19 +185,11 @@ def test_no_false_failures_in_random_trials(item):
 
 
 def test_notebook_solutions_get_full_points():
-    nbformat = pytest.importorskip("nbformat")
-    notebook = SOURCE / "backprop.ipynb"
-    if not notebook.exists():
-        pytest.skip("no source notebook yet")
-    cells = {c.get("id"): c.source for c in nbformat.read(notebook, as_version=4).cells}
-    ids = {"Multiply.backward": "multiply_backward", "Sum.backward": "sum_backward",
-           "DotProduct.backward": "dot_product_backward", "nll_grad": "nll_grad",
-           "LogisticRegression.step": "logreg_step"}
-    for item, cell_id in ids.items():
-        source = "\n".join(line for line in cells[cell_id].splitlines()
+    for item, (points, _, answer) in NOTEBOOK_TESTS.items():
+        source = "\n".join(line for line in answer.splitlines()
                            if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
-        impl = ref.build(source, ref.NAMES[item])
-        assert run_grade(item, impl)[0] == TOTALS[item], item
+        impl = ref.build(source, engine.ITEMS[item].impl_name)
+        assert run_grade(item, impl)[0] == points, item
 
 
 # --------------------------------------------------------------- bug catalog
@@ -175,7 +206,7 @@ def test_catalog_covers_the_named_mistakes():
                     "d_out ignored", "outputs swapped", "wrong axis", "returned None", "modified its input",
                     "right only at W = 0", "stale cache", "float32", "after the update",
                     "learning rate ignored", "not updated", "not implemented yet", "has shape",
-                    "expected a numpy array", "expected a tuple"]:
+                    "expected a numpy array", "expected a tuple", "did you sum?"]:
         assert mistake in named, mistake
 
 
@@ -191,7 +222,7 @@ def test_bug_catalog_entry(bug):
     assert line.count("\n") == 1 and line.startswith("✓" if points == TOTALS[bug.item] else "✗"), line
     for item in ITEMS:   # the other answers are untouched: they lose nothing
         if item != bug.item:
-            assert run_grade(item, impls[item], seeds=gradcheck.GRADE_SEEDS[:1])[0] == TOTALS[item], item
+            assert run_grade(item, impls[item], seeds=engine.GRADE_SEEDS[:1])[0] == TOTALS[item], item
 
 
 # ------------------------------------------------------ interaction contract
@@ -336,8 +367,23 @@ def _nan(*args):
 def test_weird_impls_never_raise(item, impl):
     line = run_self_check(item, impl)
     assert line.count("\n") == 1 and line.startswith(f"✗ {item}: "), line
-    points, out = run_grade(item, impl, seeds=gradcheck.GRADE_SEEDS[:1])
+    points, out = run_grade(item, impl, seeds=engine.GRADE_SEEDS[:1])
     assert points == 0.0 and "Traceback" not in out, out
+
+
+def test_a_release_stub_with_only_its_raise_removed_earns_nothing():
+    from conftest import RELEASE_DIR
+    stubs, answer = {}, None
+    for cell in nbformat.read(RELEASE_DIR / "backprop.ipynb", as_version=4).cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            answer = cell.source
+        m = re.search(r'self_check\("([^"]+)"', cell.source)
+        if m:
+            stubs[m.group(1)] = answer.replace("raise NotImplementedError()", "")
+    assert sorted(stubs) == sorted(ITEMS)
+    for item, source in stubs.items():
+        points, out = run_grade(item, ref.build(source, engine.ITEMS[item].impl_name))
+        assert points == 0.0, out
 
 
 def test_not_implemented_message():
@@ -376,18 +422,125 @@ def test_numerical_gradient_and_directions():
     g = gradcheck.numerical_gradient(lambda v: v ** 3, x, d)
     assert np.allclose(g, 3 * x ** 2 * d, rtol=1e-8, atol=1e-10)
     before = x.copy()
-    analytic, numeric = gradcheck.directional_derivatives(lambda v: v ** 3, x, d, 3 * x ** 2 * d, seed=1)
+    analytic, numeric = engine.directional_derivatives(lambda v: v ** 3, x, d, 3 * x ** 2 * d, seed=1)
     assert np.array_equal(x, before)
-    assert np.allclose(analytic, numeric, rtol=1e-7) and analytic.shape == (gradcheck.NUM_PROBES,)
+    assert np.allclose(analytic, numeric, rtol=1e-7) and analytic.shape == (engine.NUM_PROBES,)
     assert gradcheck.rel_error(np.zeros(3), np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
     assert gradcheck.rel_error([1e-12], [0.0], floor=1e-3)[0] == pytest.approx(1e-9)
 
 
 def test_checker_does_not_contain_the_solutions():
-    checker = " ".join((SOURCE / "gradcheck.py").read_text().split())
+    checker = " ".join(word for module in ("gradcheck.py", "gradcheck_engine.py")
+                       for word in (SOURCE / module).read_text().split())
     for source in ref.SOURCES.values():
         for line in source.splitlines():
             line = line.strip()
             if any(key in line for key in ("d_out *", "probas", "grads[p]", "ones_like")):
                 assert line not in checker, line
     assert "scipy" not in checker   # the loss comes from nn.CategoricalCrossEntropy only
+
+
+# ------------------------------------------------------------ the item registry
+
+RELU = '''
+class ReLU:
+    def forward(self, x):
+        self.cache = x
+        return np.maximum(x, 0)
+
+    def backward(self, d_out):
+        return d_out * (self.cache > 0)
+'''
+RELU_POINTS = {"outputs": 0.25, "d_x": 0.5, "latest cache": 0.125, "inputs unchanged": 0.125}
+
+
+def test_a_new_layer_item_is_declared_in_one_call(monkeypatch):
+    relu = engine.layer_item("ReLU", lambda x: np.maximum(x, 0), ("x",), RELU_POINTS, [(3, 5), (6,), (2, 3, 4)],
+                             example=(np.array([-1.5, -0.5, 0.5, 1.5]),), example_d_out=np.ones(4))
+    monkeypatch.setitem(engine.ITEMS, "ReLU.backward", relu)
+    correct = ref.build(RELU, "ReLU")
+    assert run_grade("ReLU.backward", correct) == (1.0, run_grade("ReLU.backward", correct)[1])
+    assert run_self_check("ReLU.backward", correct).startswith("✓ ReLU.backward matches")
+    d_out_ignored = ref.build(RELU.replace("d_out * (self.cache > 0)", "1.0 * (self.cache > 0)"), "ReLU")
+    points, out = run_grade("ReLU.backward", d_out_ignored)
+    assert points == 0.375 and "d_out ignored" in out, out   # outputs and inputs unchanged only
+    with pytest.raises(ValueError, match="must name exactly"):
+        engine.layer_item("ReLU", np.abs, ("x",), {"d_x": 1.0}, [(3, 5)], example=(np.ones(4),),
+                          example_d_out=np.ones(4))
+
+
+def test_observers_see_every_graded_comparison():
+    seen = []
+    with engine.observe(seen.append):
+        engine.run_checks("nll_grad", ref.nll_grad, seeds=(1,))
+    run_grade("nll_grad", ref.nll_grad, seeds=(1,))   # no longer observed
+    assert {c.label for c in seen} == {"d_W", "d_b"} and len(seen) == 12   # 3 cases x 2 points x 2 gradients
+    for c in seen:
+        assert c.got.shape == c.expected.shape and c.floor > 0 and c.noise > 0
+        assert gradcheck.rel_error(c.got, c.expected, c.floor).max() <= gradcheck.TOL
+
+
+# ------------------------------------------------------------ check_all, demos, training warnings
+
+def run_check_all(namespace):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert gradcheck.check_all(namespace) is None
+    return out.getvalue().splitlines()
+
+
+def test_check_all_table():
+    total = sum(TOTALS.values())
+    lines = run_check_all(ref.notebook_globals() | {name: ref.IMPLS[item] for item, name in ref.NAMES.items()})
+    assert lines[-1] == f"Public checks: {total:g}/{total:g} points"
+    assert [line.split()[:3] for line in lines[1:-1]] == [["✓", item, f"{TOTALS[item]:g}/{TOTALS[item]:g}"]
+                                                         for item in ITEMS]
+    lines = run_check_all({})
+    assert lines[-1] == f"Public checks: 0/{total:g} points"
+    not_defined = "is not defined: run its cell (and fix any error it shows)"
+    assert all(line.startswith("✗ ") and line.endswith(not_defined) for line in lines[1:-1])
+    bugs = {bug.name: bug for bug in BUGS}
+    impls = answer_cells(bugs["step_b_not_updated"])
+    lines = run_check_all({ref.NAMES[item]: impl for item, impl in impls.items()})
+    assert lines[-1] == f"Public checks: {total - 0.5:g}/{total:g} points"
+    assert "✗ LogisticRegression.step" in lines[-2] and "1.5/2  b update: b was not updated" in lines[-2]
+
+
+def test_check_all_never_raises():
+    assert run_check_all(None)[-1] == f"Public checks: 0/{sum(TOTALS.values()):g} points"
+    assert run_check_all({"Multiply": 42, "Sum": _Exits, "nll_grad": _nan})[-1].startswith("Public checks: 0/")
+
+
+def test_demo_skips_an_unfinished_answer_and_shows_every_other_error():
+    class Sum:
+        def backward(self, d_out):
+            raise NotImplementedError()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        with gradcheck.demo():
+            Sum().backward(1.0)
+            print("never reached")
+    assert out.getvalue() == "Sum.backward is not implemented yet — skipping this demo\n"
+    with pytest.raises(ValueError, match="finished but wrong"):
+        with gradcheck.demo():
+            raise ValueError("finished but wrong")
+
+
+def _losses(values):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with gradcheck.training("nll_grad") as losses:
+            losses.extend(values)
+    return out.getvalue() + err.getvalue()
+
+
+def test_training_warns_when_the_loss_goes_up_explodes_or_stalls():
+    correct = [2.3026, 1.8401, 1.5054, 1.2737, 1.1497, 1.0450, 1.1095, 0.8967, 0.0921]   # the seed run dips once
+    assert _losses(correct) == "" and _losses([]) == "" and _losses([None]) == ""
+    up = _losses([2.3026, 32.37, 1978.4, 0.1])
+    assert up.startswith("⚠ The training loss went up, from 2.3026 at epoch 0 to 1978 at epoch 2") and \
+        "look at the nll_grad self-check above" in up
+    assert "became nan at epoch 1" in _losses([2.3, float("nan")])
+    assert "hardly went down: 2.3026 at epoch 0, 2.1861 at epoch 2" in _losses([2.3026, 2.25, 2.1861])
+    with pytest.raises(TypeError), gradcheck.training("nll_grad"):   # a finished answer's error is not swallowed
+        f"{None:.4f}"

@@ -2,8 +2,8 @@
 import nbformat
 import pytest
 
-from conftest import REPO, SOURCE_NB, make_course
-from grading.cli.run_instructor import execute, printed_text
+from conftest import SOURCE_NB, make_course
+from grading.cli.run_instructor import execute
 
 # Copied verbatim from the seed export (../shared/seed): the notebook's ground truth.
 SEED_EPOCHS = """\
@@ -30,6 +30,18 @@ SEED_DOT = """\
 SEED_SHAPES = "((1797, 64), (1797, 10))\n"
 
 
+def shown_text(cell):
+    """What a code cell showed: its streams and the plain-text form of its results and displays (self-checks and
+    the check-everything table are displays: HTML with a text/plain fallback)."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("execute_result", "display_data"):
+            parts.append(out.data.get("text/plain", "") + "\n")
+    return "".join(parts)
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     course = make_course(tmp_path_factory.mktemp("instructor"))
@@ -37,19 +49,34 @@ def executed(tmp_path_factory):
 
 
 def test_every_seed_number_is_reproduced(executed):
-    printed = [printed_text(c) for c in executed.cells if c.cell_type == "code"]
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    printed = [shown_text(c) for c in code[:-1]]   # the last cell checks everything (below)
     printed = [p for p in printed if p.strip() and not p.startswith("✓")]
     assert printed == [SEED_SHAPES, SEED_DOT, SEED_DOT, SEED_EPOCHS, SEED_TEST, SEED_EPOCHS, SEED_TEST]
+
+
+def test_check_everything_shows_full_public_points(executed):
+    last = [c for c in executed.cells if c.cell_type == "code"][-1]
+    assert last.source == "gradcheck.check_all(globals())"
+    lines = shown_text(last).splitlines()
+    assert lines[-1] == "Public checks: 10/10 points"
+    assert len(lines) == 7 and all(line.startswith("✓ ") for line in lines[1:-1]), lines
+    html = next(o.data["text/html"] for o in last.outputs if o.output_type == "display_data")
+    assert html.startswith('<table class="gradcheck-summary">') and html.count('style="color:#1b7f2a">✓') == 5
 
 
 def test_no_cell_errors_and_every_self_check_passes(executed):
     for cell in executed.cells:
         for out in cell.get("outputs", []):
             assert out.output_type != "error", (cell.id, out.get("ename"), out.get("evalue"))
-    checks = [printed_text(c) for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    checks = [c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert len(checks) == 5
-    for text in checks:
-        assert text.startswith("✓ "), text
+    for cell in checks:
+        assert shown_text(cell).startswith("✓ "), shown_text(cell)
+        html = next(o.data["text/html"] for o in cell.outputs if o.output_type == "display_data")
+        assert 'class="gradcheck-pass"' in html and "color:#1b7f2a" in html
+    for cell in executed.cells:   # no demo skipped, no training warning
+        assert "skipping this demo" not in shown_text(cell) and "⚠" not in shown_text(cell), cell.id
 
 
 def test_seed_defects_are_fixed():
@@ -60,3 +87,8 @@ def test_seed_defects_are_fixed():
     # predict's docstring gives the right shape; the maths uses K for classes throughout.
     assert "probabilities, shape (N, D)" not in text
     assert "^{C}" not in text
+    # Seed slips (issue 12): the NLL's 1/N on both sides, one dot-product heading, no unused imports.
+    assert r"-\frac{1}{N}\log p(\mathbf{Y} \mid" in text
+    assert text.count("Dot product of two vectors") == 2   # "... as composition ...", "... as one operation"
+    for unused in ("matplotlib", "import time", "plt."):
+        assert unused not in text, unused

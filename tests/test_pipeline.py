@@ -12,30 +12,12 @@ import nbformat
 import psutil
 import pytest
 
-from conftest import ASSIGNMENT, nbgrader, solution_and_hidden_lines
-from graded_course import (STUDENTS, graded_course, grading_log, make_class, run,  # noqa: F401
-                           submitted_digest, tree_digest)
-from grading.cli import report
+from conftest import ASSIGNMENT, NOTEBOOK, nbgrader, solution_and_hidden_lines
+from graded_course import (EXPECTED, STUDENTS, grade_table, graded_course, grading_log, make_class,  # noqa: F401
+                           run, submitted_digest, tree_digest)
 
 pytestmark = pytest.mark.slow
-
-ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
-# The sample class (grading/cli/sample_class.py) and what each student must get, item by item.
-# dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
-# (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
-# ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).
-EXPECTED = {
-    "ada": ([2, 1, 2, 3, 2], 10, 0),
-    "ben": ([0, 0, 0, 0, 0], 0, 0),
-    "cleo": ([2, 1, 2, 0, 0], 5, 0),
-    "dev": ([0.5, 1, 2, 1, 2], 6.5, 0),
-    "eve": ([2, 0, 2, 3, 0.75], 7.75, 0),
-    "finn": ([2, 1, 2, 3, 2], 10, 1),
-}
-
-
-def grade_table(course):
-    return {r.student: ([r.items[i] for i in ITEMS], r.total, r.penalty) for r in report.load_report(course).rows}
+FEEDBACK = NOTEBOOK.replace(".ipynb", ".html")  # nbgrader generate_feedback's page for the notebook
 
 
 def test_every_student_and_item_gets_the_exact_expected_score(graded_course):
@@ -47,7 +29,7 @@ def test_progress_names_each_student_with_count_and_time():
     for student in STUDENTS:
         assert any(f"] {student} " in line and "graded in" in line and "left, ETA" in line
                    for line in log.splitlines()), log
-    assert f"[  6/6]" in log and "graded 6/6 submissions" in log
+    assert "[  6/6]" in log and "graded 6/6 submissions" in log
 
 
 def test_exported_csv_has_the_final_scores(graded_course):
@@ -63,15 +45,15 @@ def test_exported_csv_has_the_final_scores(graded_course):
 def test_feedback_shows_diagnoses_and_no_instructor_only_line(graded_course):
     secret = solution_and_hidden_lines()
     for student in STUDENTS:
-        page = (graded_course / "feedback" / student / ASSIGNMENT / "backprop.html").read_text()
+        page = (graded_course / "feedback" / student / ASSIGNMENT / FEEDBACK).read_text()
         own = set(line.strip() for c in nbformat.read(graded_course / "submitted" / student / ASSIGNMENT /
-                                                       "backprop.ipynb", as_version=4).cells
+                                                       NOTEBOOK, as_version=4).cells
                   for line in c.source.splitlines())
         # A student's own code is theirs to see, even where it matches the solution.
         leaked = [line for line in secret - own if line in page]
         assert not leaked, (student, leaked)
         assert "HIDDEN TESTS" not in page and "seeds=" not in page
-    dev = (graded_course / "feedback" / "dev" / ASSIGNMENT / "backprop.html").read_text()
+    dev = (graded_course / "feedback" / "dev" / ASSIGNMENT / FEEDBACK).read_text()
     assert "outputs swapped" in dev and "missing 1/N" in dev
 
 
@@ -95,7 +77,7 @@ def test_plain_sequential_nbgrader_autograde_gives_the_same_grades(graded_course
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     assert grade_table(course) == grade_table(graded_course)
     for student in ["dev", "eve"]:
-        ours, theirs = (nbformat.read(c / "autograded" / student / ASSIGNMENT / "backprop.ipynb", as_version=4)
+        ours, theirs = (nbformat.read(c / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
                         for c in (graded_course, course))
         assert shown(ours) == shown(theirs), student
 

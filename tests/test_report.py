@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from graded_course import LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
+from graded_course import ITEMS, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
 from grading.cli import report
+from grading.course import COURSE_ID
 
-ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
 ITEM_MAX = {"multiply": 2, "sum": 1, "dot_product": 2, "nll_grad": 3, "logreg_step": 2}
 
 
@@ -22,7 +22,7 @@ def png_size(path):
 
 
 def test_course_id_comes_from_nbgrader_config():
-    assert report.course_id_from_config(REPO) == "ex09-backprop"
+    assert report.course_id_from_config(REPO) == COURSE_ID
 
 
 def test_missing_gradebook_is_an_error_not_an_empty_report(tmp_path):
@@ -58,8 +58,8 @@ def test_table_is_aligned_text_in_student_order(graded_course):
 
 def test_cli_prints_table_and_writes_csv_and_png(graded_course, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(graded_course),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert report.format_table(report.load_report(graded_course)) in proc.stdout
 

@@ -24,7 +24,6 @@ from traitlets.config.loader import PyFileConfigLoader
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 
 
-
 @dataclass
 class StudentRow:
     """One student's submission: points per item and the totals nbgrader computes from them."""
@@ -67,10 +66,8 @@ def _in_notebook_order(course, assignment, notebook):
     return sorted(notebook.grade_cells, key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name))
 
 
-
-
 def recorded_problems(course):
-    """{student: reason} from autograded/problems.json, for submissions nbgrader could not autograde at all.
+    """{student: reason} from autograded/<PROBLEMS_FILE>, for submissions nbgrader could not autograde at all.
 
     An entry older than the student's autograded notebook is stale (graded successfully since, e.g. by a plain
     `nbgrader autograde`) and dropped. An unreadable file counts as empty."""
@@ -153,12 +150,12 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     """One line on what went wrong grading `student`'s submission, or None. In this order:
 
     1. a notebook of the assignment (`notebooks`: names without .ipynb) missing from submitted/ (only checked
-       when submitted/<student>/ exists here): "backprop.ipynb not submitted (found: Backprop.ipynb)";
+       when submitted/<student>/ exists here): "<notebook> not submitted (found: <what was there>)";
     2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
        <reason>", the reason being what is wrong with the submitted file when that can be told from it (not JSON,
-       not a notebook), else the one recorded in autograded/problems.json by grading.cli.grade_class;
-    3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died, timed out, out of
-       memory, output truncated, test cell missing...), joined;
+       not a notebook), else the one recorded in autograded/<PROBLEMS_FILE> by grading.cli.grade_class;
+    3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died,
+       timed out, out of memory, output truncated, test cell missing...), joined;
     4. no autograded notebook at all: "not autograded".
     """
     course = Path(course)

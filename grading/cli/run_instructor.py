@@ -1,5 +1,7 @@
 """Execute a notebook top to bottom in a fresh kernel and print what its cells printed.
 
+    python -m grading.cli.run_instructor [NOTEBOOK]   (default: the instructor notebook, source/<ASSIGNMENT>/)
+
 `make instructor` uses it on the instructor notebook: the printed numbers must be the seed's.
 """
 import sys
@@ -7,6 +9,10 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from grading.course import ASSIGNMENT, NOTEBOOK
+
+INSTRUCTOR_NOTEBOOK = Path("source") / ASSIGNMENT / NOTEBOOK
 
 
 def execute(path, timeout=300):
@@ -29,12 +35,13 @@ def printed_text(cell):
 
 
 def main(argv):
-    nb = execute(argv[1])
+    path = argv[1] if len(argv) > 1 else INSTRUCTOR_NOTEBOOK
+    nb = execute(path)
     for cell in nb.cells:
         text = printed_text(cell) if cell.cell_type == "code" else ""
         if text.strip():
             print(text, end="")
-    print(f"executed {argv[1]} in a fresh kernel without errors")
+    print(f"executed {path} in a fresh kernel without errors")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""The README's architecture map matches the tree, and production code never imports the tests (fast)."""
+import ast
+import os
+import re
+
+from conftest import REPO
+
+TESTS = REPO / "tests"
+# Modules the map names that every version of the tree has (the map may name more).
+KNOWN_MODULES = {
+    "grading/course.py": None,
+    "grading/plugins/": ["trusted_execute.py", "replay.py", "sanitize.py", "late_penalty.py"],
+    "grading/sandbox/": ["kernel_manager.py"],
+    "grading/rpc/": ["client.py"],
+    "grading/cli/": ["grade_class.py", "autograde_one.py", "ship_package.py", "report.py", "sample_class.py",
+                     "run_instructor.py", "course_dir.py"],
+    "grading/fixtures/": ["bug_catalog.py", "reference_solutions.py"],
+}
+NOT_PRODUCTION = {".git", ".venv", "tests", "__pycache__", "submitted", "autograded", "feedback", "reports"}
+
+
+def architecture_map():
+    """{path at the start of a line of the map (e.g. "grading/plugins/"): its description, joined}."""
+    section = REPO.joinpath("README.md").read_text().split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```\n", 2)[1]
+    entries, current = {}, None
+    for line in block.splitlines():
+        if line.startswith(" "):
+            entries[current] += " " + line.strip()
+        else:
+            current, _, text = line.partition(" ")
+            entries[current] = text.strip()
+    return entries
+
+
+def packages_in_tree():
+    return {f"{p.parent.relative_to(REPO)}/" for p in (REPO / "grading").rglob("*.py")
+            if "__pycache__" not in p.parts and p.parent != REPO / "grading"}
+
+
+def test_every_package_of_grading_is_on_the_map_and_every_package_on_the_map_exists():
+    mapped = {path for path in architecture_map() if path.startswith("grading/") and path.endswith("/")}
+    assert mapped == packages_in_tree()
+    for package in mapped:
+        assert (REPO / package / "__init__.py").is_file(), package
+
+
+def test_the_map_names_the_modules_every_version_of_the_tree_has():
+    entries = architecture_map()
+    for path, modules in KNOWN_MODULES.items():
+        assert path in entries and (REPO / path).exists(), path
+        for module in modules or []:
+            assert (REPO / path / module).is_file() and module in entries[path], path + module
+
+
+def test_the_map_draws_the_trust_boundary():
+    section = REPO.joinpath("README.md").read_text().split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    assert "bwrap sandbox" in section and "grading/rpc/kernel_side.py" in section
+
+
+def production_sources():
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in NOT_PRODUCTION and not d.startswith(".")]
+        yield from (os.path.join(folder, f) for f in files if f.endswith(".py"))
+
+
+def imported_modules(source):
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+def test_no_module_outside_tests_imports_the_tests():
+    test_modules = {p.stem for p in TESTS.glob("*.py")} | {"tests", "conftest"}
+    offenders = []
+    for path in production_sources():
+        source = open(path, encoding="utf-8").read()
+        offenders += [(path, name) for name in imported_modules(source) if name.split(".")[0] in test_modules]
+        offenders += [(path, line.strip()) for line in source.splitlines()
+                      if re.search(r"sys\.path\b.*\btests\b", line)]
+    assert not offenders
+    assert len(list(production_sources())) > 10  # the walk did find the production code

@@ -1,0 +1,166 @@
+"""grading.cli.grade_class on Dask: workers elsewhere than the course, failing and overrunning submissions,
+instructor-only files; one student's trouble is that student's one-line problem and the class run goes on."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
+from graded_course import EXPECTED, grade_table, make_class, run, submit
+from grading.cli import autograde_one, grade_class, report
+from grading.course import PROBLEMS_FILE
+
+BROKEN = b'{"cells": [ this is not JSON'
+
+
+def problems_file(course):
+    return json.loads((course / "autograded" / PROBLEMS_FILE).read_text())
+
+
+def report_problems(course):
+    return {row.student: row.problem for row in report.load_report(course).rows}
+
+
+# ---------------------------------------------------------------- payloads (fast) ----------------------------
+
+def test_course_payload_ships_the_release_and_not_the_grading_package(course):
+    files = autograde_one.course_payload(course, ASSIGNMENT)
+    for name in [NOTEBOOK, "gradcheck.py", "nn.py"]:
+        assert files[f"release/{ASSIGNMENT}/{name}"] == (course / "release" / ASSIGNMENT / name).read_bytes()
+        assert files[f"source/{ASSIGNMENT}/{name}"] == (course / "source" / ASSIGNMENT / name).read_bytes()
+    assert {"nbgrader_config.py", "gradebook.db", "nn.py"} <= set(files)
+    assert not [rel for rel in files if rel.startswith("grading/")], "workers get the package once, not per task"
+
+
+def test_submission_payload_ships_regular_files_only(tmp_path):
+    folder = tmp_path / "submitted" / "sam" / ASSIGNMENT
+    (folder / "data").mkdir(parents=True)
+    (folder / NOTEBOOK).write_text("{}")
+    (folder / "data" / "x.txt").write_text("x")
+    (tmp_path / "secret.txt").write_text("instructor only")
+    (folder / "linked.txt").symlink_to(tmp_path / "secret.txt")
+    (folder / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(folder / "pipe")
+    assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {NOTEBOOK: b"{}", "data/x.txt": b"x"}
+
+
+def test_an_exception_is_one_line_with_its_type():
+    assert autograde_one.one_line(ModuleNotFoundError("No module named 'grading.cli'\nmore")) == \
+        "ModuleNotFoundError: No module named 'grading.cli'"
+    assert autograde_one.one_line(TimeoutError()) == "TimeoutError"
+
+
+# ---------------------------------------------------------------- whole runs (slow) --------------------------
+
+CLUSTER = """
+import importlib.util, json, os, sys
+from dask.distributed import Client, LocalCluster
+cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, scheduler_port=0,
+                       dashboard_address=None, silence_logs=40)
+with Client(cluster) as client:
+    seen = client.run(lambda: (os.getcwd(), importlib.util.find_spec("grading") is not None))
+print(json.dumps(list(seen.values())), flush=True)
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()  # until the test is done
+cluster.close()
+"""
+
+
+@pytest.fixture
+def remote_scheduler(tmp_path):
+    """A Dask cluster that shares nothing with the course but the machine: its processes run in an empty
+    directory, without the repository on sys.path. Yields (scheduler address, [(worker cwd, imports grading)])."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER], cwd=elsewhere, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        workers = json.loads(proc.stdout.readline())
+        yield proc.stdout.readline().strip(), workers
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_workers_elsewhere_grade_a_class_with_a_broken_submission(tmp_path, remote_scheduler):
+    address, workers = remote_scheduler
+    course = make_class(tmp_path / "course")
+    assert workers and all(cwd != str(course) and not imports_grading for cwd, imports_grading in workers)
+    submit(course, "zed", notebook_bytes=BROKEN)
+    # One worker, ada first: zed's failure comes after a finished task's scratch course is gone.
+    log = run(course, "grading.cli.grade_class", "--scheduler", address, "--student", "ada", "--student", "zed",
+              "--student", "dev")
+    assert "graded 2/3 submissions" in log, log
+    assert [line for line in log.splitlines() if "] zed " in line and "FAILED: " in line], log
+    table = grade_table(course)
+    assert {s: table[s] for s in ["ada", "dev"]} == {s: EXPECTED[s] for s in ["ada", "dev"]}
+    assert "not valid JSON" in report_problems(course)["zed"]
+    assert set(problems_file(course)) == {"zed"}
+
+
+@pytest.mark.slow
+def test_a_worker_failure_that_recording_overcomes_is_no_problem(tmp_path):
+    course = make_class(tmp_path / "course")
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    api = autograde_one.load_api(course, ReplayExecute={"replay_directory": str(replay)},
+                                 Autograde={"autograde_preprocessors": grade_class.replay_pipeline(course)})
+    # What a worker without the grading package sent: no notebook, and its failure. Recording executes here.
+    worker_result = ("ada", {}, "ModuleNotFoundError: No module named 'grading.cli'", 1.0)
+    assert grade_class.record_worker_result(api, replay, ASSIGNMENT, worker_result) is None
+    assert grade_table(course)["ada"] == EXPECTED["ada"]
+
+
+SNOOP = """import os
+for path in ["answer_key.txt", os.path.join(os.getcwd(), "answer_key.txt")]:
+    try:
+        print(open(path).read())
+    except OSError as error:
+        print("no instructor file:", type(error).__name__)
+print("files here:", "|".join(sorted(os.listdir("."))) + "|")
+"""
+KEY = "INSTRUCTOR ONLY: the answer key 5d1f0c"
+
+
+@pytest.mark.slow
+def test_an_instructor_only_file_is_not_readable_under_two_workers(tmp_path):
+    course = make_class(tmp_path / "course")
+    (course / "source" / ASSIGNMENT / "answer_key.txt").write_text(KEY + "\n")  # added after the release
+    submit(course, "mallory", {"multiply_backward": SNOOP})
+    run(course, "grading.cli.grade_class", "--workers", "2", "--student", "mallory", "--student", "ada")
+    nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "mallory", "--force")
+    graded = (course / "autograded" / "mallory" / ASSIGNMENT / NOTEBOOK).read_text()
+    feedback = (course / "feedback" / "mallory" / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")).read_text()
+    assert "no instructor file: FileNotFoundError" in graded, "the snooping cell did not run"
+    assert "files here: " in graded
+    for page in (graded, feedback):  # "answer_key.txt|" would only be in the printed listing
+        assert KEY not in page and "answer_key.txt|" not in page
+    assert grade_table(course)["ada"] == EXPECTED["ada"]
+
+
+@pytest.mark.slow
+def test_a_task_over_the_task_timeout_is_that_students_problem(tmp_path):
+    course = make_class(tmp_path / "course")
+    # Five answer cells, each sleeping just under the 60 s cell timeout: 275 s, no cell ever times out.
+    answers = ["multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step"]
+    submit(course, "sloth", {cell: "import time\ntime.sleep(55)" for cell in answers})
+    start = time.monotonic()
+    log = run(course, "grading.cli.grade_class", "--workers", "2", "--task-timeout", "90",
+              "--student", "sloth", "--student", "ada", "--student", "dev")
+    assert time.monotonic() - start < 240, "the run waited for the overrunning submission"
+    assert "graded 2/3 submissions" in log, log
+    assert [line for line in log.splitlines() if "] sloth " in line and "task timeout of 90 s" in line], log
+    assert "could not restart worker" not in log, log  # the hung kernel went with its worker
+    table = grade_table(course)
+    assert {s: table[s] for s in ["ada", "dev"]} == {s: EXPECTED[s] for s in ["ada", "dev"]}
+    assert "task timeout of 90 s" in problems_file(course)["sloth"]
+    assert "task timeout of 90 s" in report_problems(course)["sloth"]
