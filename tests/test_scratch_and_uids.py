@@ -62,7 +62,7 @@ def test_links_devices_and_fifos_are_never_followed(tmp_path):
     os.link(root / "gradebook.db", sub / "hardlinked.db")
     if os.geteuid() == 0:
         os.mknod(sub / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    base, scratch = build(root, sub)
+    _, scratch = build(root, sub)
     assert listing(scratch) == ["data", "data/points.csv", "gradcheck.py", "helper.py"]
 
 
@@ -79,14 +79,14 @@ def test_refuses_when_it_cannot_tell_instructor_files(tmp_path):
     with pytest.raises(ScratchError, match="no assignment id"):
         ScratchBuilder().build(str(sub), {"course_root": str(root), "source_directory": "source",
                                           "release_directory": "release", "assignment_id": ""})
-    base, scratch = build(root, sub, exclude_instructor_files=False)      # the instructor's explicit choice
+    _, scratch = build(root, sub, exclude_instructor_files=False)      # the instructor's explicit choice
     assert "solutions.py" in listing(scratch)
 
 
 def test_support_file_budget(tmp_path):
     root, sub = course(tmp_path)
     (sub / "big.bin").write_bytes(b"x" * (2 << 20))
-    base, scratch = build(root, sub, support_files_max_mb=1)
+    _, scratch = build(root, sub, support_files_max_mb=1)
     assert "big.bin" not in listing(scratch) and "helper.py" in listing(scratch)
 
 
@@ -100,10 +100,10 @@ def test_sandbox_uids_are_unique_among_live_kernels(tmp_path):
     uids = {first.kernel_uid, second.kernel_uid}
     assert uids == {1_700_000_000, 1_700_000_001}      # two live kernels never share a UID (nor RLIMIT_NPROC)
     with pytest.raises(SandboxError, match="no free sandbox UID"):
-        third.kernel_uid
+        _ = third.kernel_uid
     from jupyter_core.utils import run_sync
     run_sync(first.cleanup_resources)()                 # the kernel is gone: its UID may serve another one
     assert third.kernel_uid in uids and third.kernel_uid != second.kernel_uid
     fixed = SandboxedKernelManager(kernel_name="python3", scratch_dir=str(tmp_path), sandbox_uid=second.kernel_uid)
     with pytest.raises(SandboxError, match="already used"):
-        fixed.kernel_uid
+        _ = fixed.kernel_uid

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_sandbox import GRADECHECK, _cell, _fill_gradebook, autograde, grades, make_course, outputs_of
 
 from grading.sandbox.scratch import ScratchError
-from test_sandbox import GRADECHECK, _cell, _fill_gradebook, autograde, grades, make_course, outputs_of
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 

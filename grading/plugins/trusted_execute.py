@@ -35,7 +35,8 @@ from grading.sandbox.scratch import ScratchBuilder
 from grading.trusted.gradebook import claims_test, grade_id, sources_of_test_cells, structure_notes
 from grading.trusted.kernel_life import KernelLife
 from grading.trusted.modules import TrustedModules
-from grading.trusted.outputs import LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info, stream_output
+from grading.trusted.outputs import (LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info,
+                                     stream_output)
 from grading.trusted.runner import TrustedCellSetup, run_test_cell
 
 __all__ = ["TrustedExecute"]
