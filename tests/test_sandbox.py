@@ -21,9 +21,11 @@ from traitlets.config import Config
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grading.plugins.trusted_execute import TrustedExecute, free_names  # noqa: E402
+from grading.plugins.trusted_execute import TrustedExecute  # noqa: E402
 from grading.rpc.client import RemoteError, RemoteKernel, RemoteName, load_npz_untrusted  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
+from grading.trusted.kernel_life import DeadKernel, KernelHandle  # noqa: E402
+from grading.trusted.runner import free_names  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -642,3 +644,11 @@ def test_timeouts_huge_output_and_kernel_death(tmp_path, gradebook_template):
     assert grades(out) == {"test_double": 2.0, "test_vars": 0}
     assert growth_mb < 300, growth_mb
     assert elapsed < 30, elapsed
+
+
+def test_dead_kernel_stands_in_for_the_remote_kernel(sandbox):
+    """Everything the grader reads of a kernel handle exists on the real RemoteKernel and on its dead stand-in
+    (which once lacked some of it)."""
+    members = [n for n in vars(KernelHandle) if not n.startswith("_")] + list(KernelHandle.__annotations__)
+    for handle in (sandbox.rk, DeadKernel("not running")):
+        assert [n for n in members if not hasattr(handle, n)] == [], type(handle).__name__
