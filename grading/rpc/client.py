@@ -488,6 +488,14 @@ def _make_connectable(path: str) -> None:
         os.close(fd)
 
 
+def _release_client(client: Any) -> None:
+    try:
+        client.shell_channel.close()
+        client.context.destroy(linger=0)
+    except Exception:
+        pass
+
+
 class RemoteKernel(RpcSession):
     """RPC endpoint for one running student kernel.
 
@@ -512,6 +520,9 @@ class RemoteKernel(RpcSession):
         # The shell channel carries only the start-up, interrupts and pings; calls go over the Unix socket.
         self._client = km.blocking_client()
         self._client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        # Released on close(), or when this object is collected: pyzmq hangs when garbage collection finalizes a
+        # context whose socket is garbage in the same cycle, and a kernel client sits in reference cycles.
+        self._release_client = weakref.finalize(self, _release_client, self._client)
         self._channel: Channel | None = None
 
     # ------------------------------------------------------------------ liveness
@@ -539,11 +550,7 @@ class RemoteKernel(RpcSession):
 
     def close(self) -> None:
         self._drop_channel()
-        try:
-            self._client.shell_channel.close()
-            self._client.context.destroy(linger=0)
-        except Exception:
-            pass
+        self._release_client()
 
     def ping(self, timeout: float) -> bool:
         """Does the kernel answer a kernel_info request within `timeout` seconds?"""
