@@ -3,8 +3,8 @@
 The frame layout is checked by wire.split_payload; here the envelope (``ok``, ``sync``), each ``.npy`` member
 (its header is read and checked before numpy allocates anything: version, plain dtype only, never an object array,
 shape consistent with the member's size) and the value tree (depth, node count, types) are checked too. Whatever
-is malformed or forged is a clean RemoteError: the grader never unpickles and never allocates more than the
-reply's size.
+is malformed or forged is a clean RemoteError: the grader never unpickles, and never allocates an array larger
+than the member that carries it.
 """
 from __future__ import annotations
 
