@@ -13,7 +13,7 @@
 #   make class         the sample class: submitted/<student>/ex09_backprop/, made by grading/cli/sample_class.py
 #   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
 #                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
-#   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
+#   make feedback      nbgrader's feedback, student by student -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv
 #   make report        grade table per student and item, reports/grades_overview.png; the class's named mistakes,
 #                      reports/misconceptions.csv and .png
@@ -72,9 +72,9 @@ class: release
 autograde: class
 	$(BIN)/python -m grading.cli.grade_class --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
+# One student's failure never stops the others, nor `make demo` (each failure is printed with its reason).
 feedback: autograde
-	nbgrader generate_feedback $(ASSIGNMENT) --force --log-level=WARN
-	@echo "feedback: $$(ls feedback/*/$(ASSIGNMENT)/*.html | wc -l) HTML files in feedback/<student>/$(ASSIGNMENT)/"
+	$(BIN)/python -m grading.cli.feedback --assignment $(ASSIGNMENT)
 
 export: autograde
 	mkdir -p reports

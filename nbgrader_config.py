@@ -5,11 +5,15 @@ Everything an instructor may want to change about grading is set here, through n
 import os
 import sys
 
+import nbgrader
+from nbgrader.converters import Autograde
+
 c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from grading.course import COURSE_ID  # noqa: E402 -- needs the sys.path entry above
+from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -24,16 +28,31 @@ c.PercentPerDayLate.percent_per_day = 10.0
 
 # Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
 # hidden tests into each test cell and nbgrader would otherwise print them in the feedback (nbgrader issue 1363).
+# The bundle's ClearHiddenTests reads only test cells, so a marker comment in an answer cannot stop the feedback.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "grading.plugins.clear_hidden_tests.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# Feedback pages carry a Content-Security-Policy and run no script (grading/templates/feedback/mathjax.html.j2 takes
+# the place of MathJax): the bundle's templates come before nbgrader's own, for the feedback exporter only.
+c.GenerateFeedback.HTMLExporter.extra_template_basedirs = [
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "grading", "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
+
+# Submission intake (grading/plugins/intake.py): before nbgrader opens anything of a submission, it is walked with
+# lstat and refused whole if it holds a symbolic link, device, FIFO, socket or hard link, or is too big. nbgrader
+# ignores exceptions of its pre_convert_hook, so the check goes in front of Autograde's first per-student step.
+refuse_unsafe_submissions(Autograde)
+c.SubmissionIntake.max_files = 200       # files and folders per submission
+c.SubmissionIntake.max_total_mb = 100    # bytes of all its files
 
 # Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
 # (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute step replaced.
 c.Autograde.autograde_preprocessors = [
     "grading.plugins.trusted_execute.TrustedExecute",
+    "grading.plugins.clean_html.CleanStudentHtml",   # no live student HTML in feedback or formgrader
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -49,8 +68,10 @@ c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 # into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).
 
 # Sanitizing: nbgrader's steps, with two replaced (grading/plugins/sanitize.py) so that a duplicated cell or a forged
-# schema_version costs that student the affected cells instead of stopping the whole class run.
+# schema_version costs that student the affected cells instead of stopping the whole class run; first of all, every
+# metadata key nbgrader does not write itself is dropped (grading/plugins/strip_metadata.py).
 c.Autograde.sanitize_preprocessors = [
+    "grading.plugins.strip_metadata.StripStudentMetadata",
     "nbgrader.preprocessors.ClearOutput",
     "grading.plugins.sanitize.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",

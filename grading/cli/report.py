@@ -22,6 +22,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config.loader import PyFileConfigLoader
 
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
+from grading.plugins.intake import SubmissionIntake
 
 
 @dataclass
@@ -149,6 +150,8 @@ def reason_from_nbgrader_result(result):
 def submission_problem(course, assignment, student, notebooks, recorded):
     """One line on what went wrong grading `student`'s submission, or None. In this order:
 
+    0. the submission was refused at intake (grading/plugins/intake.py): "could not be autograded: submission
+       refused, nothing in it was read: backprop.ipynb is a symbolic link";
     1. a notebook of the assignment (`notebooks`: names without .ipynb) missing from submitted/ (only checked
        when submitted/<student>/ exists here): "<notebook> not submitted (found: <what was there>)";
     2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
@@ -160,6 +163,9 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     """
     course = Path(course)
     folder = course / "submitted" / student / assignment
+    refused = SubmissionIntake.for_course(course).refusal(course / "submitted", student, assignment)
+    if refused:  # decided from lstat alone: nothing of a refused submission is opened, here either
+        return f"could not be autograded: {refused}"
     if (course / "submitted" / student).is_dir():
         missing = [f"{name}.ipynb" for name in notebooks if not (folder / f"{name}.ipynb").is_file()]
         if missing:
