@@ -774,7 +774,7 @@ INTAKE = [
           _support_file(lambda ctx, folder, path: os.mkfifo(path)),
           problem=REFUSED + "answers.txt is a named pipe (FIFO)"),
     Entry("nb-hard-link", "backprop.ipynb is a hard link to the instructor notebook", _hard_link,
-          problem=REFUSED + "backprop.ipynb is a hard link"),
+          problem=REFUSED + "backprop.ipynb is a hard link (its file has 2 names)"),
     Entry("student-folder-link", "submitted/<student> links to source/ (the instructor notebook is graded as "
           "theirs)", _student_folder_link, problem=REFUSED + "the student folder is a symbolic link"),
     Entry("student-folder-outside", "submitted/<student> links to a folder outside the course",

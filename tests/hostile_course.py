@@ -68,12 +68,18 @@ def hash_tree(root):
         for name in dirs + files:
             path = Path(top) / name
             st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
+            if stat.S_ISREG(st.st_mode):
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
                 out[str(path.relative_to(root))] = f"link to {os.readlink(path)}"
-            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            elif not stat.S_ISDIR(st.st_mode):
                 out[str(path.relative_to(root))] = stat.filemode(st.st_mode)
-    out.update({rel: hashlib.sha256(path.read_bytes()).hexdigest() for rel, path in _regular_files(root)})
     return out
+
+
+# What a feedback page or formgrader view must never contain once cleaned: script elements, event-handler
+# attributes, javascript: URLs (searched in the page's body; the head is the template's own).
+LIVE_MARKUP = re.compile(r"<script|<[^>]*\son[a-z]+\s*=|javascript:", re.I)
 
 
 class PipeWatch:

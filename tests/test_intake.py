@@ -75,6 +75,13 @@ def test_the_student_and_assignment_folders_themselves_must_be_folders(submitted
     assert SubmissionIntake().refusal(submitted, "..", "a") == REFUSED + "the student folder .. is not a folder name"
 
 
+def test_the_instructors_submitted_folder_may_itself_be_a_link(tmp_path, submitted):
+    (tmp_path / "elsewhere").symlink_to(submitted, target_is_directory=True)
+    assert SubmissionIntake().refusal(tmp_path / "elsewhere", "s", "a") is None
+    (submitted / "s" / "a" / "x").symlink_to("y")
+    assert SubmissionIntake().refusal(tmp_path / "elsewhere", "s", "a") == REFUSED + "x is a symbolic link"
+
+
 def test_count_and_size_are_capped(submitted):
     assert refusal(submitted, max_files=3) is None  # backprop.ipynb, notes/, notes/todo.txt
     assert refusal(submitted, max_files=2) == REFUSED + "more than 2 files and folders"

@@ -82,11 +82,17 @@ class SubmissionIntake(LoggingConfigurable):
             return {}
 
     def _walk(self, submitted, student, assignment, read):
-        files, budget = {}, [self.max_files, self.max_total_mb << 20]
         try:
-            top = os.open(submitted, _NOFOLLOW_DIR)
-        except OSError:
-            return files  # no submitted/ folder: nothing submitted
+            return self._walk_submission(submitted, student, assignment, read)
+        except OSError as e:  # e.g. an entry removed under the walk
+            raise UnsafeSubmissionError(f"{_REFUSED}it could not be listed ({type(e).__name__})") from None
+
+    def _walk_submission(self, submitted, student, assignment, read):
+        files, budget = {}, [self.max_files, self.max_total_mb << 20]
+        try:  # submitted/ itself is the instructor's (it may be a link); what is below it is the students'
+            top = os.open(submitted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return files
         try:
             for name, label in ((student, "the student folder"), (assignment, "the assignment folder")):
                 fd = self._enter(top, name, label)
