@@ -142,6 +142,11 @@ def test_cheat_earns_only_its_honest_work_and_leaks_nothing(cheat_class, entry):
     _assert_untouched(cheat_class)
 
 
+def test_forged_grader_notes_never_reach_the_report(cheat_class):
+    assert cheat_class.rows["forged-notes"].problem is None
+    assert "FORGED" not in report.format_table(report.load_report(cheat_class.course))
+
+
 def _pages(course):
     return sorted(p.parents[1].name for p in (course / "feedback").glob(f"*/{ASSIGNMENT}/{NOTEBOOK[:-6]}.html"))
 
@@ -245,11 +250,15 @@ REFUSED_ENTRIES = [e for e in INTAKE if e.problem]
 def test_intake_class_run_completes(intake_class):
     if intake_class.run == "nbgrader autograde":  # nbgrader's per-student failures
         refused = re.findall(r"error processing assignment '\w+' for student '([^']+)'", intake_class.log)
-    else:  # grade_class completes, with one FAILED line per refused student
+    else:  # grade_class completes, with one FAILED line per refused student, each in autograded/problems.json
         assert intake_class.returncode == 0, intake_class.log
         refused = re.findall(r"\] (\S+) +FAILED: ", intake_class.log)
         assert f"[ {len(INTAKE) + 1}/{len(INTAKE) + 1}]" in intake_class.log
+        recorded = json.loads((intake_class.course / "autograded" / "problems.json").read_text())
+        assert sorted(recorded) == sorted(e.name for e in REFUSED_ENTRIES)
+        assert all(e.problem in recorded[e.name] and "\n" not in recorded[e.name] for e in REFUSED_ENTRIES)
     assert sorted(refused) == sorted(e.name for e in REFUSED_ENTRIES), intake_class.log
+    assert _autograded(intake_class.course) == ["nested-files", HONEST]  # nothing at all of a refused one
     assert intake_class.feedback.returncode == 0 and _pages(intake_class.course) == ["nested-files", HONEST]
     assert sorted(intake_class.rows) == intake_class.students
 
@@ -270,15 +279,6 @@ def test_intake_entry_is_refused_whole_with_its_reason(intake_class, entry):
 def test_intake_opens_no_planted_pipe(intake_class):
     assert len(intake_class.watch.pipes) == 3  # in a submission, behind a link, as a linked folder's notebook
     assert intake_class.watch.opened == set()
-
-
-def test_parallel_run_records_each_refusal_in_problems_json(intake_class):
-    if intake_class.run != "grade_class --workers 2":
-        pytest.skip("only grade_class writes autograded/problems.json")
-    recorded = json.loads((intake_class.course / "autograded" / "problems.json").read_text())
-    assert sorted(recorded) == sorted(e.name for e in REFUSED_ENTRIES)
-    for entry in REFUSED_ENTRIES:
-        assert entry.problem in recorded[entry.name] and "\n" not in recorded[entry.name]
 
 
 # ------------------------------------------------------------------------------------------ nothing lost ----
