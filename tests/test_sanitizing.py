@@ -31,8 +31,9 @@ def test_student_metadata_is_stripped_and_nbgraders_own_kept():
     stripped, _ = StripStudentMetadata().preprocess(copy.deepcopy(nb), {})
     assert stripped.metadata == release().metadata  # kernelspec and language_info only
     for cell, original in zip(stripped.cells, release().cells):  # the forged deletable was not a bool: dropped
-        assert cell.metadata == (original.metadata if cell.id != "sum_backward"
-                                 else {"nbgrader": original.metadata.nbgrader})
+        kept = {key: value for key, value in original.metadata.items() if key in ("nbgrader", "deletable", "editable")}
+        assert cell.metadata == (kept if cell.id != "sum_backward" else {"nbgrader": original.metadata.nbgrader})
+    assert any("tags" in c.metadata for c in release().cells)  # the release's own tags go too (display only)
     assert {"grade_id", "points", "schema_version", "checksum"} <= NBGRADER_KEYS and "forged" not in NBGRADER_KEYS
     CheckCellMetadata().preprocess(stripped, {})  # what nbgrader then validates passes
 
