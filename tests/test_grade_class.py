@@ -36,15 +36,20 @@ def test_course_payload_ships_the_release_and_not_the_grading_package(course):
 
 
 def test_submission_payload_ships_regular_files_only(tmp_path):
+    """Through the intake (grading/plugins/intake.py): a submission of regular files is shipped whole, one
+    holding a link or a pipe is refused whole (nothing shipped; the coordinator's Autograde gives the reason)."""
     folder = tmp_path / "submitted" / "sam" / ASSIGNMENT
     (folder / "data").mkdir(parents=True)
     (folder / NOTEBOOK).write_text("{}")
     (folder / "data" / "x.txt").write_text("x")
-    (tmp_path / "secret.txt").write_text("instructor only")
-    (folder / "linked.txt").symlink_to(tmp_path / "secret.txt")
-    (folder / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
-    os.mkfifo(folder / "pipe")
     assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {NOTEBOOK: b"{}", "data/x.txt": b"x"}
+    (tmp_path / "secret.txt").write_text("instructor only")
+    for name, make in [("linked.txt", lambda p: p.symlink_to(tmp_path / "secret.txt")),
+                       ("linked_dir", lambda p: p.symlink_to(tmp_path, target_is_directory=True)),
+                       ("pipe", os.mkfifo)]:
+        make(folder / name)
+        assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {}, name
+        (folder / name).unlink()
 
 
 def test_an_exception_is_one_line_with_its_type():

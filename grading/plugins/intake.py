@@ -36,7 +36,7 @@ import stat
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
-from traitlets.config.loader import PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -63,8 +63,11 @@ class SubmissionIntake(LoggingConfigurable):
 
     @classmethod
     def for_course(cls, course):
-        """An intake configured by the course's nbgrader_config.py."""
-        return cls(config=PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config())
+        """An intake configured by the course's nbgrader_config.py (the defaults when it has none)."""
+        try:
+            return cls(config=PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config())
+        except ConfigFileNotFound:
+            return cls()
 
     def refusal(self, submitted, student, assignment):
         """The one-line reason ``submitted/<student>/<assignment>`` is refused, or None (acceptable, or absent)."""
