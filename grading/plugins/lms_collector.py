@@ -27,7 +27,7 @@ import zipfile
 from datetime import timedelta, timezone
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dateutil.parser
 from nbgrader.api import Gradebook, MissingEntry
@@ -169,10 +169,13 @@ class LmsCollector(FileNameCollectorPlugin):
         if missing or not rows:
             self.parent.fail(f"{self.moodle_worksheet} is not a Moodle grading worksheet in English "
                              f"(no {', '.join(missing) or 'rows'})")
-        zone = ZoneInfo(self.lms_timezone)
-        return {re.sub(r"\D", "", row["Identifier"]): (row["Email address"].strip(),
-                                                       moodle_time(row["Last modified (submission)"], zone))
-                for row in rows}
+        try:
+            zone = ZoneInfo(self.lms_timezone)
+            return {re.sub(r"\D", "", row["Identifier"]): (row["Email address"].strip(),
+                                                           moodle_time(row["Last modified (submission)"], zone))
+                    for row in rows}
+        except (ValueError, OverflowError, ZoneInfoNotFoundError) as e:   # dateutil's ParserError is a ValueError
+            self.parent.fail(f"{self.moodle_worksheet}: {type(e).__name__}: {e}")
 
 
 def moodle_time(text, zone):
