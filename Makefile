@@ -99,7 +99,7 @@ collect-lms:
 	cp "$(ZIP)" downloaded/$(ASSIGNMENT)/archive/
 	nbgrader zip_collect $(ASSIGNMENT) --force --log-level=WARN \
 	  $(if $(WORKSHEET),--LmsCollector.moodle_worksheet="$(WORKSHEET)")
-	@echo "collect-lms: submitted/ holds $$(ls submitted | wc -l) students; run make autograde"
+	@echo "collect-lms: submitted/ holds $$(ls submitted 2>/dev/null | wc -l) students; next: make autograde"
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000
