@@ -16,7 +16,11 @@
 #   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv, with per-item columns -> reports/grades_with_items.csv,
 #                      Canvas's gradebook import format -> reports/canvas_grades.csv
-#   make report        grade table per student and item, reports/grades_overview.png
+#   make report        grade table per student and item, reports/grades_overview.png; the class's named mistakes,
+#                      reports/misconceptions.csv and .png
+#
+# For students:
+#   make student       JupyterLab on a copy of the release in student-work/, with Validate and no instructor tools
 #   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
 #
 # A real class from an LMS (README, "Grades from and to an LMS"):
@@ -39,10 +43,10 @@ WORKERS    ?= $(shell nproc)
 SCHEDULER  ?=
 
 .PHONY: demo test test-fast venv system-deps release instructor validate class autograde feedback export report \
-        bench clean roster collect-lms
+        bench clean student roster collect-lms
 
 demo: venv system-deps release class autograde feedback export report
-	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, picture in reports/grades_overview.png"
+	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, pictures in reports/*.png"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -100,6 +104,11 @@ collect-lms:
 	nbgrader zip_collect $(ASSIGNMENT) --force --log-level=WARN \
 	  $(if $(WORKSHEET),--LmsCollector.moodle_worksheet="$(WORKSHEET)")
 	@echo "collect-lms: submitted/ holds $$(ls submitted 2>/dev/null | wc -l) students; next: make autograde"
+
+# A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
+# Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.
+student: venv
+	$(BIN)/python -m grading.student_lab --work student-work
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000

@@ -44,6 +44,16 @@ EXPECTED = {
     "dev": expected({**FULL, "multiply": 0.5, "nll_grad": 1}),
     "eve": expected({**FULL, "sum": 0, "logreg_step": 0.75}),
     "finn": expected(FULL, late_share=0.1),
+    # Mistakes that repeat across the class (the misconception report), each item at its catalog entry's points:
+    # gus: DotProduct outputs swapped 0.5, nll_grad missing 1/N 1; hana: Multiply outputs swapped 0.5, missing
+    # 1/N 1, step forgets b 1.5; ivy: Sum d_out ignored 0.375, DotProduct d_out ignored 0.5, gradient ascent 0.75;
+    # jay: Multiply stale cache 1.5, nll_grad Y - P (sign flipped) 1; kai: Multiply d_out ignored 0.5, missing
+    # 1/N 1, step left as the stub 0.
+    "gus": expected({**FULL, "dot_product": 0.5, "nll_grad": 1}),
+    "hana": expected({**FULL, "multiply": 0.5, "nll_grad": 1, "logreg_step": 1.5}),
+    "ivy": expected({**FULL, "sum": 0.375, "dot_product": 0.5, "logreg_step": 0.75}),
+    "jay": expected({**FULL, "multiply": 1.5, "nll_grad": 1}),
+    "kai": expected({**FULL, "multiply": 0.5, "nll_grad": 1, "logreg_step": 0}),
 }
 
 
