@@ -14,13 +14,19 @@
 #   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
 #                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
 #   make feedback      nbgrader's feedback, student by student -> feedback/<student>/ex09_backprop/backprop.html
-#   make export        nbgrader export -> reports/grades.csv
+#   make export        nbgrader export -> reports/grades.csv, with per-item columns -> reports/grades_with_items.csv,
+#                      Canvas's gradebook import format -> reports/canvas_grades.csv
 #   make report        grade table per student and item, reports/grades_overview.png; the class's named mistakes,
 #                      reports/misconceptions.csv and .png
 #
 # For students:
 #   make student       JupyterLab on a copy of the release in student-work/, with Validate and no instructor tools
 #   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
+#
+# A real class from an LMS (README, "Grades from and to an LMS"):
+#   make roster CSV=roster.csv            students (id, first_name, last_name, email, lms_user_id) -> gradebook
+#   make collect-lms ZIP=submissions.zip  a Canvas or Moodle submissions zip -> submitted/ (nbgrader zip_collect);
+#                                         Moodle also needs WORKSHEET=its grading worksheet (.csv)
 
 ASSIGNMENT := ex09_backprop
 PYTHON     ?= python3
@@ -37,7 +43,7 @@ WORKERS    ?= $(shell nproc)
 SCHEDULER  ?=
 
 .PHONY: demo test test-fast venv system-deps release instructor validate class autograde feedback export report \
-        bench clean student
+        bench clean student roster collect-lms
 
 demo: venv system-deps release class autograde feedback export report
 	@echo "demo: grades in gradebook.db and reports/grades.csv, feedback in feedback/, pictures in reports/*.png"
@@ -79,10 +85,25 @@ feedback: autograde
 export: autograde
 	mkdir -p reports
 	nbgrader export --to reports/grades.csv --log-level=WARN
-	@echo "export: reports/grades.csv"
+	nbgrader export --exporter=grading.plugins.lms_export.ItemCsvExport --to reports/grades_with_items.csv --log-level=WARN
+	nbgrader export --exporter=grading.plugins.lms_export.CanvasCsvExport --to reports/canvas_grades.csv --log-level=WARN
+	@echo "export: reports/grades.csv, reports/grades_with_items.csv, reports/canvas_grades.csv (Canvas import)"
 
 report: autograde
 	$(BIN)/python -m grading.cli.report --course .
+
+roster:
+	@test -n "$(CSV)" || { echo "usage: make roster CSV=roster.csv (columns id,first_name,last_name,email,lms_user_id)"; exit 2; }
+	$(BIN)/python -m grading.cli.roster "$(CSV)"
+
+# The zip replaces what was collected before; each student it holds gets their submission replaced by the LMS's.
+collect-lms:
+	@test -n "$(ZIP)" || { echo "usage: make collect-lms ZIP=submissions.zip [WORKSHEET=grading_worksheet.csv]"; exit 2; }
+	rm -rf downloaded/$(ASSIGNMENT)/archive && mkdir -p downloaded/$(ASSIGNMENT)/archive
+	cp "$(ZIP)" downloaded/$(ASSIGNMENT)/archive/
+	nbgrader zip_collect $(ASSIGNMENT) --force --log-level=WARN \
+	  $(if $(WORKSHEET),--LmsCollector.moodle_worksheet="$(WORKSHEET)")
+	@echo "collect-lms: submitted/ holds $$(ls submitted 2>/dev/null | wc -l) students; next: make autograde"
 
 # A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
 # Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.
@@ -102,4 +123,4 @@ test-fast: venv system-deps
 	$(BIN)/python -m pytest tests -m "not slow"
 
 clean:
-	rm -rf gradebook.db submitted autograded/*/ autograded/problems.json feedback reports source/$(ASSIGNMENT)/nn.py
+	rm -rf gradebook.db submitted autograded/*/ autograded/problems.json feedback reports downloaded source/$(ASSIGNMENT)/nn.py

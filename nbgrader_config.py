@@ -78,3 +78,14 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.OverwriteCells",
     "grading.plugins.sanitize.CheckCellMetadata",
 ]
+
+# LMS in and out (grading/plugins/lms_collector.py, grading/plugins/lms_export.py; README, "Grades from and to an
+# LMS"). `make collect-lms ZIP=...` runs `nbgrader zip_collect` with these two plugins: Canvas and Moodle file
+# names are mapped to the roster's students (`make roster`), their LMS times become nbgrader's timestamps.
+c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
+c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
+c.LmsCollector.lms_timezone = "UTC"           # the time zone of Moodle's grading worksheet (its downloader's)
+# `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
+# assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
+c.CanvasCsvExport.title = "In-class exercise 9"
+c.CanvasCsvExport.canvas_assignment_id = ""

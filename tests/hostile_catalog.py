@@ -28,14 +28,12 @@ from typing import Callable, Optional
 import nbformat
 
 from grading.course import ASSIGNMENT, NOTEBOOK
+from grading.notebook_items import graded_items
 
 ON_TIME = "2026-11-20 10:00:00.000000 UTC\n"
-# grade id -> points, and the answer cell each one grades
-POINTS = {"test_multiply_backward": 2, "test_sum_backward": 1, "test_dot_product_backward": 2,
-          "test_nll_grad": 3, "test_logreg_step": 2}
-ANSWER_OF = {"test_multiply_backward": "multiply_backward", "test_sum_backward": "sum_backward",
-             "test_dot_product_backward": "dot_product_backward", "test_nll_grad": "nll_grad",
-             "test_logreg_step": "logreg_step"}
+# grade id -> points, and the answer cell each one grades (from the notebook)
+POINTS = {item.test_id: item.points for item in graded_items()}
+ANSWER_OF = {item.test_id: item.answer_id for item in graded_items()}
 ALL = tuple(POINTS)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
 from graded_course import EXPECTED, grade_table, make_class, run, submit
-from grading.cli import autograde_one, grade_class, report
+from grading.cli import autograde_one, grade_class, report, sample_class
 from grading.course import PROBLEMS_FILE
 
 BROKEN = b'{"cells": [ this is not JSON'
@@ -155,9 +155,8 @@ def test_an_instructor_only_file_is_not_readable_under_two_workers(tmp_path):
 @pytest.mark.slow
 def test_a_task_over_the_task_timeout_is_that_students_problem(tmp_path):
     course = make_class(tmp_path / "course")
-    # Five answer cells, each sleeping just under the 60 s cell timeout: 275 s, no cell ever times out.
-    answers = ["multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step"]
-    submit(course, "sloth", {cell: "import time\ntime.sleep(55)" for cell in answers})
+    # Every answer cell sleeps just under the 60 s cell timeout: 275 s for five, no cell ever times out.
+    submit(course, "sloth", {cell: "import time\ntime.sleep(55)" for cell in sample_class.ANSWERS})
     start = time.monotonic()
     log = run(course, "grading.cli.grade_class", "--workers", "2", "--task-timeout", "90",
               "--student", "sloth", "--student", "ada", "--student", "dev")

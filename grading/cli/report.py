@@ -58,7 +58,7 @@ def course_id_from_config(course):
     return config.CourseDirectory.get("course_id", "default_course")
 
 
-def _in_notebook_order(course, assignment, notebook):
+def in_notebook_order(course, assignment, notebook):
     """Grade cells of a gradebook notebook, ordered as in source/ (the gradebook keeps no order; by name if
     the source notebook is not there)."""
     path = Path(course) / "source" / assignment / f"{notebook.name}.ipynb"
@@ -203,7 +203,7 @@ def load_report(course, assignment=ASSIGNMENT, course_id=None):
         except MissingEntry:
             raise LookupError(f"assignment {assignment!r} is not in {db}") from None
         # grade cell name -> max points (the assignment has one notebook; names are unique within it)
-        cells = {c.name: c.max_score for nb in source.notebooks for c in _in_notebook_order(course, assignment, nb)}
+        cells = {c.name: c.max_score for nb in source.notebooks for c in in_notebook_order(course, assignment, nb)}
         notebooks = sorted(nb.name for nb in source.notebooks)
         recorded = recorded_problems(course)
         rows = []
