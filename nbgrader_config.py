@@ -12,6 +12,7 @@ c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
+from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -81,7 +82,6 @@ c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFe
 
 # Logs: stock nbgrader noise dropped or said once, late penalties as INFO, everything else unchanged
 # (grading/plugins/quiet_logs.py).
-from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 ignore_gradebook_sawarnings()
 c.Application.logging_config = {"handlers": {"console": {
     "class": "grading.plugins.quiet_logs.QuietConsoleHandler",

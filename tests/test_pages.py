@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ASSIGNMENT, BIN, REPO
 from graded_course import graded_course  # noqa: F401
 

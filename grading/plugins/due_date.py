@@ -24,7 +24,7 @@ class DueDate(NbGraderPreprocessor):
     def _parses(self, proposal):
         try:
             parse_utc(proposal.value)
-        except Exception as error:
+        except (ValueError, OverflowError) as error:  # dateutil's ParserError is a ValueError
             raise TraitError(f"DueDate.due_date {proposal.value!r} is not a date nbgrader can read: {error}")
         return proposal.value
 

@@ -36,7 +36,7 @@ def released_checksums(release_notebook):
     """{grade_id: checksum} of the released notebook's cells; {} when it cannot be read."""
     try:
         nb = nbformat.read(release_notebook, as_version=4)
-    except Exception:
+    except (OSError, ValueError):  # missing, or not a notebook: nothing is taken as expected
         return {}
     cells = (cell.metadata.get("nbgrader", {}) for cell in nb.cells)
     return {meta["grade_id"]: meta.get("checksum") for meta in cells if "grade_id" in meta}

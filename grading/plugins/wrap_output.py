@@ -16,7 +16,7 @@ class WrapOutputLines(Preprocessor):
     enabled = Bool(True, help="nbconvert runs only enabled preprocessors; this one is on wherever listed.").tag(
         config=True)
 
-    css = Unicode("div.output_area pre { white-space: pre-wrap; overflow-wrap: break-word; }",
+    css = Unicode("div.output_area pre { white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; }",
                   help="CSS that makes long output lines wrap.").tag(config=True)
 
     def preprocess(self, nb, resources):
