@@ -17,9 +17,13 @@
 #                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
 #   make feedback      nbgrader generate_feedback -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv
-#   make report        grade table per student and item, reports/grades_overview.png
+#   make report        grade table per student and item, reports/grades_overview.png; the class's named mistakes,
+#                      reports/misconceptions.csv and .png
 # These four never write students, due dates or the release, and none runs another: with real students,
 # `make autograde feedback export report` (in that order, without -j).
+#
+# For students:
+#   make student       JupyterLab on a copy of the release in student-work/, with Validate and no instructor tools
 #   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
 
 ASSIGNMENT := ex09_backprop
@@ -39,12 +43,12 @@ COURSE     ?= .
 DEMO       := demo
 
 .PHONY: demo demo-clean test test-fast venv system-deps release instructor validate class autograde feedback export \
-        report bench clean
+        report bench clean student
 
 demo: venv system-deps class
 	@$(MAKE) --no-print-directory autograde feedback export report COURSE=$(DEMO)
 	@echo "demo: all in $(DEMO)/: grades in gradebook.db and reports/grades.csv, feedback in feedback/," \
-	      "picture in reports/grades_overview.png; make demo-clean deletes it"
+	      "pictures in reports/*.png; make demo-clean deletes it"
 
 demo-clean:
 	rm -rf $(DEMO)
@@ -98,6 +102,11 @@ export: venv
 
 report: venv
 	$(BIN)/python -m grading.cli.report --course $(COURSE)
+
+# A copy of release/ (never release/ itself); an existing copy is the student's work and is kept.
+# Only nbgrader's Validate button: its config is grading/student_lab/jupyter/, read by this Lab alone.
+student: venv
+	$(BIN)/python -m grading.student_lab --work student-work
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000

@@ -54,6 +54,9 @@ c.Autograde.autograde_preprocessors = [
 c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
+# Also configurable: c.TrustedModules.* (the trusted gradcheck/nn copies test cells import, and the allow-list of
+# modules the grader itself imports: grading/trusted/modules.py) and c.ScratchBuilder.* (the support files copied
+# into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).
 
 # Sanitizing: nbgrader's steps, with two replaced (grading/plugins/sanitize.py) so that a duplicated cell or a forged
 # schema_version costs that student the affected cells instead of stopping the whole class run.

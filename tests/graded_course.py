@@ -34,6 +34,16 @@ EXPECTED = {
     "dev": ([0.5, 1, 2, 1, 2], 6.5, 0),
     "eve": ([2, 0, 2, 3, 0.75], 7.75, 0),
     "finn": ([2, 1, 2, 3, 2], 10, 1),
+    # Mistakes that repeat across the class (the misconception report), each item at its catalog entry's points:
+    # gus: DotProduct outputs swapped 0.5, nll_grad missing 1/N 1; hana: Multiply outputs swapped 0.5, missing
+    # 1/N 1, step forgets b 1.5; ivy: Sum d_out ignored 0.375, DotProduct d_out ignored 0.5, gradient ascent 0.75;
+    # jay: Multiply stale cache 1.5, nll_grad Y - P (sign flipped) 1; kai: Multiply d_out ignored 0.5, missing
+    # 1/N 1, step left as the stub 0.
+    "gus": ([2, 1, 0.5, 1, 2], 6.5, 0),
+    "hana": ([0.5, 1, 2, 1, 1.5], 6, 0),
+    "ivy": ([2, 0.375, 0.5, 3, 0.75], 6.625, 0),
+    "jay": ([1.5, 1, 2, 1, 2], 7.5, 0),
+    "kai": ([0.5, 1, 2, 1, 0], 4.5, 0),
 }
 
 

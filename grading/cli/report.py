@@ -314,6 +314,8 @@ def main(argv=None):
     plot_overview(report, out / "grades_overview.png")
     print(format_table(report))
     print(f"wrote {out / 'grades_by_item.csv'} and {out / 'grades_overview.png'}")
+    from grading.cli import misconceptions  # it reads this module's helpers: imported here, not at the top
+    misconceptions.write_report(args.course, out, args.assignment, args.course_id)
 
 
 if __name__ == "__main__":

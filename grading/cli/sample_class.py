@@ -34,6 +34,16 @@ CLASS = {
     "eve": ("Eve", -12, {**SOLVED, "sum_backward": "sum_returns_scalar",
                          "logreg_step": "step_gradient_ascent"}),
     "finn": ("Finn", 9.5, SOLVED),
+    # Mistakes that repeat across the class, for the misconception report (grading/cli/misconceptions.py).
+    "gus": ("Gus", -20, {**SOLVED, "dot_product_backward": "dot_product_outputs_swapped",
+                         "nll_grad": "nll_grad_missing_1_over_n"}),
+    "hana": ("Hana", -3, {**SOLVED, "multiply_backward": "multiply_outputs_swapped",
+                          "nll_grad": "nll_grad_missing_1_over_n", "logreg_step": "step_b_not_updated"}),
+    "ivy": ("Ivy", -7, {**SOLVED, "sum_backward": "sum_d_out_ignored",
+                        "dot_product_backward": "dot_product_d_out_ignored", "logreg_step": "step_gradient_ascent"}),
+    "jay": ("Jay", -0.5, {**SOLVED, "multiply_backward": "multiply_stale_cache", "nll_grad": "nll_grad_y_minus_probs"}),
+    "kai": ("Kai", -40, {"multiply_backward": "multiply_d_out_ignored", "sum_backward": "solution",  # step: the stub
+                         "dot_product_backward": "solution", "nll_grad": "nll_grad_missing_1_over_n"}),
 }
 
 

@@ -204,7 +204,8 @@ def _describe(what, e):
     if isinstance(e, NotImplementedError):
         return "not implemented yet (NotImplementedError)"
     try:   # through the grader's remote proxy the type arrives as remote_type
-        name = getattr(e, "remote_type", "") or type(e).__name__
+        # One line, always: a type name is student text too (a line break in it would forge report lines).
+        name = " ".join(str(getattr(e, "remote_type", "") or type(e).__name__).split())[:80]
         msg = " ".join(str(e).split())
         msg = msg[len(name) + 2:] if msg.startswith(name + ": ") else msg
     except Exception:

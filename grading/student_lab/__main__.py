@@ -1,0 +1,3 @@
+from grading.student_lab import main
+
+main()
