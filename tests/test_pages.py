@@ -5,17 +5,14 @@ diagnosis lines whole (grading/plugins/wrap_output.py). Screenshots go to test-a
 """
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import ASSIGNMENT, BIN, REPO
+from conftest import ASSIGNMENT, BIN, CHROMIUM, REPO, free_port
 from graded_course import graded_course  # noqa: F401
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 LONG_LINE = "d_y: outputs swapped"  # dev's Multiply diagnosis: longer than the page is wide
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (make system-deps)")
@@ -24,15 +21,6 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium
 CLIPPED = """text => [...document.querySelectorAll('pre')].filter(p => p.textContent.includes(text)).map(p => ({
   cut: p.scrollWidth > p.clientWidth + 1,
   beyond: Math.max(...[...p.getClientRects()].map(r => r.right)) > document.documentElement.clientWidth}))"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def offline_page(browser, allowed_prefix="file:"):
@@ -62,12 +50,6 @@ def test_feedback_formulas_render_offline_from_the_local_mathjax(browser, graded
     page.screenshot(path=str(ARTIFACTS / "feedback-mathjax-offline.png"))
     assert page.evaluate(CLIPPED, LONG_LINE) == [{"cut": False, "beyond": False}]
     page.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
