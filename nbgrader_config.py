@@ -12,8 +12,9 @@ c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grading.course import COURSE_ID  # noqa: E402 -- needs the sys.path entry above
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
 from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
+from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -21,6 +22,11 @@ c.CourseDirectory.course_id = COURSE_ID
 
 # What students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# The due date: here and nowhere else (grading/plugins/due_date.py writes it into the gradebook at every autograde,
+# so changing it recomputes late penalties at the next `make autograde`). None: the gradebook's date stands.
+# Example: c.DueDate.due_date = "2026-11-20 23:59:59 Europe/Berlin"
+c.DueDate.due_date = None
 
 # Late submissions lose 10 % of their score per started day after the due date (grading/plugins/late_penalty.py).
 c.AssignLatePenalties.plugin_class = "grading.plugins.late_penalty.PercentPerDayLate"
@@ -33,12 +39,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "grading.plugins.clear_hidden_tests.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-]
-# Feedback pages carry a Content-Security-Policy and run no script (grading/templates/feedback/mathjax.html.j2 takes
-# the place of MathJax): the bundle's templates come before nbgrader's own, for the feedback exporter only.
-c.GenerateFeedback.HTMLExporter.extra_template_basedirs = [
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "grading", "templates"),
-    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+    "grading.plugins.wrap_output.WrapOutputLines",
 ]
 
 # Submission intake (grading/plugins/intake.py): before nbgrader opens anything of a submission, it is walked with
@@ -57,6 +58,7 @@ c.Autograde.autograde_preprocessors = [
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
+    "grading.plugins.due_date.DueDate",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -89,3 +91,26 @@ c.LmsCollector.lms_timezone = "UTC"           # the time zone of Moodle's gradin
 # assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
 c.CanvasCsvExport.title = "In-class exercise 9"
 c.CanvasCsvExport.canvas_assignment_id = ""
+
+# Pages: feedback loads MathJax from a local copy, feedback/mathjax/ (grading/plugins/feedback_page.py), and both
+# feedback and formgrader wrap long output lines instead of cutting them off (grading/plugins/wrap_output.py: in
+# GenerateFeedback.preprocessors above; for formgrader, grading/templates/formgrade/conf.json adds it to
+# nbgrader's formgrade template, after the step that resets the page's styles).
+c.GenerateFeedback.exporter_class = "grading.plugins.feedback_page.OfflineFeedbackPage"
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(c.CourseDirectory.root, "grading", "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
+
+# The exchange (nbgrader's release_assignment, fetch, submit, collect, release_feedback, fetch_feedback) lives in
+# nbgrader's default root, /srv/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
+# release_feedback skips, one line each, students whose submission did not come through the exchange.
+c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
+
+# Logs: stock nbgrader noise dropped or said once, late penalties as INFO, everything else unchanged
+# (grading/plugins/quiet_logs.py).
+ignore_gradebook_sawarnings()
+c.Application.logging_config = {"handlers": {"console": {
+    "class": "grading.plugins.quiet_logs.QuietConsoleHandler",
+    "release_notebook": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, NOTEBOOK),
+}}}

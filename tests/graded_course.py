@@ -1,6 +1,7 @@
 """The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
-generate_assignment, grading/cli/sample_class.py, grading/cli/grade_class.py (2 Dask workers), generate_feedback,
-export. The pipeline, report and feedback-page tests all read this one graded course.
+grading/cli/demo_course.py (course files, generate_assignment, grading/cli/sample_class.py),
+grading/cli/grade_class.py (2 Dask workers), generate_feedback, export. The pipeline, report and feedback-page
+tests all read this one graded course.
 
 Use it from a test module with `from graded_course import graded_course  # noqa: F401` (a pytest fixture).
 """
@@ -12,8 +13,9 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, NOTEBOOK, make_course, nbgrader
+from conftest import ASSIGNMENT, NOTEBOOK, nbgrader
 from grading.cli import report, sample_class
+from grading.cli.demo_course import make_demo_course
 from grading.course import COURSE_ID
 from grading.notebook_items import graded_items
 
@@ -71,11 +73,9 @@ def run(course, *args, timeout=900):
 
 
 def make_class(root):
-    """A course with the release generated and the sample class submitted and registered."""
-    course = make_course(root)
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    run(course, "grading.cli.sample_class")
-    return course
+    """A course with the release generated and the sample class submitted and registered, as `make demo` makes
+    its demo/ course."""
+    return make_demo_course(root)
 
 
 def submit(course, student, answers=None, notebook_bytes=None):

@@ -1,7 +1,7 @@
 """The feedback page nbgrader writes for a student renders its scores in a real browser (headless Chromium).
 
-No network: the page is opened from a file:// URL and every host name resolves to nothing (the page runs no
-script, so formulas stay as TeX source; the scores are plain HTML).
+No network: the page is opened from a file:// URL and every host name resolves to nothing (MathJax comes from
+the course's own copy, feedback/mathjax/: test_pages.py checks the formulas; the scores are plain HTML).
 The screenshot is kept in test-artifacts/ for a human to look at.
 """
 import html

@@ -99,7 +99,8 @@ def register(course, course_id, roster):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--course", default=".", help="course directory (default: here)")
+    parser.add_argument("--course", required=True,
+                        help="course directory: the demo's (grading/cli/demo_course.py), never the real class's")
     parser.add_argument("--course-id", default=COURSE_ID)
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
