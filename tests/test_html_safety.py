@@ -28,13 +28,13 @@ from traitlets.config import Config
 from conftest import ASSIGNMENT, BIN, REPO, RELEASE_DIR, SOURCE_NB, nbgrader as run_nbgrader
 from grading.cli.sample_class import solution_sources
 from grading.plugins.clean_html import CleanStudentHtml, clean_html, inert_markdown
+from grading.plugins.feedback_page import OfflineFeedbackPage
 from hostile_catalog import CHEATS, HTML_ERROR, PNG_1PX, PWN, Context, html_markdown
 from hostile_course import LIVE_MARKUP as LIVE, build_class
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 NBGRADER_TEMPLATES = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"
-BUNDLE_TEMPLATES = REPO / "grading" / "templates"
 LIVE_HTML = ["html-outputs", "html-markdown", "forged-notes"]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="/usr/bin/chromium is missing")
 
@@ -74,11 +74,13 @@ def cleaned(nb):
     return step.preprocess(copy.deepcopy(nb), {"nbgrader": {"assignment": ASSIGNMENT, "notebook": "backprop"}})[0]
 
 
-def feedback_html(nb, template_dirs):
-    """The notebook rendered with nbgrader's feedback template, looked up in `template_dirs`."""
+def feedback_html(nb, with_csp):
+    """The notebook rendered with nbgrader's feedback template: by the bundle's feedback exporter (its
+    Content-Security-Policy and MathJax's two script files) or by nbconvert's HTMLExporter (stock nbgrader)."""
     bootstrap = NBGRADER_TEMPLATES.parent / "static" / "node_modules" / "bootstrap" / "dist" / "css"
-    exporter = HTMLExporter(config=Config({"HTMLExporter": {  # as nbgrader's GenerateFeedback sets it up
-        "template_name": "feedback", "extra_template_basedirs": [str(d) for d in template_dirs],
+    exporter_class = OfflineFeedbackPage if with_csp else HTMLExporter
+    exporter = exporter_class(config=Config({exporter_class.__name__: {  # as nbgrader's GenerateFeedback sets it up
+        "template_name": "feedback", "extra_template_basedirs": [str(NBGRADER_TEMPLATES)],
         "extra_template_paths": [str(bootstrap)]}}))
     nb = copy.deepcopy(nb)
     for cell in nb.cells:  # what nbgrader's GetGrades adds from the gradebook
@@ -152,10 +154,10 @@ def test_cleaning_keeps_the_instructors_cells_and_the_grader_outputs(hostile_nb)
 
 
 def test_uncleaned_payloads_run_and_each_defence_alone_stops_them(hostile_nb, browser, tmp_path):
-    pages = {"raw-nbgrader": feedback_html(hostile_nb, [NBGRADER_TEMPLATES]),
-             "raw-with-csp": feedback_html(hostile_nb, [BUNDLE_TEMPLATES, NBGRADER_TEMPLATES]),
-             "cleaned-nbgrader": feedback_html(cleaned(hostile_nb), [NBGRADER_TEMPLATES]),
-             "cleaned-with-csp": feedback_html(cleaned(hostile_nb), [BUNDLE_TEMPLATES, NBGRADER_TEMPLATES])}
+    pages = {"raw-nbgrader": feedback_html(hostile_nb, False),
+             "raw-with-csp": feedback_html(hostile_nb, True),
+             "cleaned-nbgrader": feedback_html(cleaned(hostile_nb), False),
+             "cleaned-with-csp": feedback_html(cleaned(hostile_nb), True)}
     seen = {}
     for name, html in pages.items():
         (tmp_path / f"{name}.html").write_text(html)
@@ -223,7 +225,11 @@ def test_feedback_page_of_a_hostile_student_runs_nothing(graded, browser, studen
     page = graded / "feedback" / student / ASSIGNMENT / "backprop.html"
     html = page.read_text()
     head, body = html.split("</head>", 1)
-    assert 'http-equiv="Content-Security-Policy"' in head and "<script" not in head
+    assert 'http-equiv="Content-Security-Policy"' in head
+    # MathJax's two files are the only scripts, and the policy comes before them
+    assert re.findall(r"<script[^>]*>", head) == ['<script src="../../mathjax/config.js">',
+                                                  '<script src="../../mathjax/tex-svg-full.js">']
+    assert head.index("Content-Security-Policy") < head.index("<script")
     assert not LIVE.search(body)
     seen = visit(browser, page.as_uri(), f"feedback_{student}_hostile.png")
     assert (seen["title"], seen["pwned"], seen["dialogs"], script_violations(seen)) == ("backprop", None, [], [])
