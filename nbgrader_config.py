@@ -50,7 +50,8 @@ c.SubmissionIntake.max_files = 200       # files and folders per submission
 c.SubmissionIntake.max_total_mb = 100    # bytes of all its files
 
 # Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
-# (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute step replaced.
+# (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute
+# step replaced.
 c.Autograde.autograde_preprocessors = [
     "grading.plugins.trusted_execute.TrustedExecute",
     "grading.plugins.clean_html.CleanStudentHtml",   # no live student HTML in feedback or formgrader

@@ -3,7 +3,7 @@
 points everywhere else (slow: one class of ~14 submissions)."""
 import pytest
 
-from conftest import ASSIGNMENT, nbgrader
+from conftest import ASSIGNMENT
 from graded_course import make_class, run
 from grading.cli import report, sample_class
 from grading.notebook_items import graded_items

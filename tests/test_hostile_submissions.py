@@ -331,5 +331,6 @@ def test_repository_config_sanitizes_with_grading_sanitize():
     """The catalog courses use the repository's nbgrader_config.py, so the catalogs prove what instructors get:
     it must sanitize with grading/plugins/sanitize.py."""
     config = (REPO / "nbgrader_config.py").read_text()
-    assert "grading.plugins.sanitize.DeduplicateIds" in config and "grading.plugins.sanitize.CheckCellMetadata" in config, (
+    assert ("grading.plugins.sanitize.DeduplicateIds" in config
+            and "grading.plugins.sanitize.CheckCellMetadata" in config), (
         "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.plugins.sanitize")

@@ -100,7 +100,8 @@ def test_demo_then_real_class_in_one_clone(tmp_path):
     assert not any((course / name).exists() for name in ("gradebook.db", "submitted", "feedback", "reports"))
     assert [p.name for p in (course / "autograded").iterdir()] == ["README.md"]
 
-    make(course, "release", VENV_STAMP=current_stamp(course))  # the instructor's own step: puts the assignment into the real gradebook
+    # The instructor's own step: puts the assignment into the real gradebook.
+    make(course, "release", VENV_STAMP=current_stamp(course))
     assert tree(course) == before  # the committed release is what generate_assignment makes
     for student, stamp in REAL_STUDENTS.items():
         submit(course, student, stamp)

@@ -1,4 +1,5 @@
-"""Security tests of the autograding execution layer (grading/sandbox/kernel_manager.py, grading/rpc/client.py, grading/plugins/trusted_execute.py).
+"""Security tests of the autograding execution layer (grading/sandbox/kernel_manager.py, grading/rpc/client.py,
+grading/plugins/trusted_execute.py).
 
 Everything here uses real bubblewrap-sandboxed kernels, a real gradebook and nbgrader's own grade logic; no mocks.
 """
