@@ -12,14 +12,16 @@ numpy or the checker, swallow errors, print a number) with the grader's privileg
   -- never run in the kernel: the grader runs them itself with its trusted checker and reaches student objects
   over RPC (grading/trusted/runner.py), and writes their outputs.
 * Kernel output is validated and capped (grading/trusted/outputs.py); per-cell timeouts interrupt the kernel and
-  kill it if it does not answer within ``interrupt_grace``; deaths, restarts and the one-line problem notes for the
-  grade report are kept in grading/trusted/kernel_life.py.
+  kill it if it does not answer within ``interrupt_grace``; deaths, restarts, the notebook's time budget
+  (``notebook_timeout``) and the one-line problem notes for the grade report are kept in
+  grading/trusted/kernel_life.py.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
 import os
-import shutil
 import typing as t
 
 from nbclient.exceptions import DeadKernelError
@@ -58,8 +60,12 @@ class TrustedExecute(BudgetedOutputs, Execute):
     max_output_bytes_per_cell = Integer(1 << 20, help="Output kept per cell (characters of text/data).").tag(
         config=True)
     max_output_bytes_per_notebook = Integer(10 << 20, help="Output kept per notebook.").tag(config=True)
-    max_kernel_restarts = Integer(1, help="Fresh kernels (with replay of earlier cells) after a kernel death; "
-                                          "see grading/trusted/kernel_life.py.").tag(config=True)
+    max_kernel_restarts = Integer(-1, help="Fresh kernels (with replay of earlier cells) after kernel deaths; -1 = "
+                                           "as many as notebook_timeout allows (grading/trusted/kernel_life.py).").tag(
+        config=True)
+    notebook_timeout = Float(600.0, help="Wall-clock seconds for the whole notebook (kernel starts, restarts, every "
+                                         "cell); when they run out the kernel is stopped and the remaining cells "
+                                         "score nothing. 0 = no budget.").tag(config=True)
 
     course_root = Unicode("", help="Course directory (default: CourseDirectory.root).").tag(config=True)
 
@@ -83,14 +89,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.setup = TrustedCellSetup(TrustedModules(paths, parent=self), output_limit=self.max_output_bytes_per_cell,
                                       time_budget=self.test_cell_timeout)
         self.budget = OutputBudget(self.max_output_bytes_per_cell, self.max_output_bytes_per_notebook)
-        self.life = KernelLife(nb, self.max_kernel_restarts, self.log)
+        self.life = KernelLife(nb, self.max_kernel_restarts, self.log, self.notebook_timeout)
         self.rk: t.Any = None
         support_dir = (self.resources.get("metadata") or {}).get("path") or ""
-        base, self.scratch = ScratchBuilder(parent=self).build(support_dir, paths)
+        self.scratch = ScratchBuilder(parent=self).build(support_dir, paths)
         try:
             run_sync(self._async_run)()
         finally:
-            shutil.rmtree(base, ignore_errors=True)
+            self.scratch.remove()
         self.life.write_notes()
         return self.nb, self.resources
 
@@ -98,22 +104,44 @@ class TrustedExecute(BudgetedOutputs, Execute):
         for index, text in structure_notes(self.nb, self.tests):
             self.life.note(index, text)
         try:
-            await self._start_kernel()
+            await self._start_kernel_in_time()
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
                 if grade_id(cell) in self.tests:
                     await self._ensure_kernel()
-                    self._run_test_cell(cell, index, self.tests[grade_id(cell)])
+                    if not self._out_of_time(cell, index):
+                        self._run_test_cell(cell, index, self.tests[grade_id(cell)])
                 elif claims_test(cell):
                     cell.outputs = [error_output("UnverifiedTestCell", "this cell is marked as an autograder test "
                                                  "but is not one of the gradebook's test cells; it was not run")]
                     self.life.note(index, "marked as an autograder test but not one of the gradebook's; not run")
                 elif cell.source.strip():
                     await self._ensure_kernel()
-                    await self._run_ordinary_cell(cell, index)
+                    if not self._out_of_time(cell, index):
+                        await self._run_ordinary_cell(cell, index)
         finally:
             await self._stop_kernel()
+
+    def _out_of_time(self, cell: NotebookNode, index: int) -> bool:
+        """Before a cell: if the notebook's time budget is spent, kill the kernel (once) and mark the cell not run."""
+        if not self.life.out_of_time():
+            return False
+        if self.life.out_of_time_in is None:
+            self._stop_now(index)
+        cell.outputs = [self.life.not_run_in_time()]
+        return True
+
+    def _stop_now(self, index: int) -> None:
+        """The budget ran out in cell `index`: kill the kernel at once."""
+        if self.km is not None:
+            self.km.kill_now()
+        self.life.ran_out(index, self.rk)
+
+    def _cut_short(self, cell: NotebookNode, index: int) -> None:
+        """The budget ran out while `cell` ran: it scores nothing, and nothing runs after it."""
+        self._stop_now(index)
+        cell.outputs.append(self.life.cut_short())
 
     # ------------------------------------------------------------------ the kernel
 
@@ -123,16 +151,29 @@ class TrustedExecute(BudgetedOutputs, Execute):
             raise SandboxError(f"TrustedExecute.kernel_manager_class must be a SandboxedKernelManager, not "
                                f"{self.kernel_manager_class!r}; refusing to run student code unsandboxed")
         self.kernel_name = "python3"
-        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch)
+        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch.work,
+                                            channel_dir=self.scratch.channel)
         return self.km
 
     async def _start_kernel(self) -> None:
         self.create_kernel_manager()
-        await self.async_start_new_kernel(cwd=self.scratch)
+        await self.async_start_new_kernel(cwd=self.scratch.work)
         await self.async_start_new_kernel_client()
         reply = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
         self.nb.metadata["language_info"] = language_info(reply)
-        self.rk = RemoteKernel(self.km, self.scratch, timeout=self.rpc_timeout, interrupt_grace=self.interrupt_grace)
+        self.rk = RemoteKernel(self.km, self.scratch.channel, timeout=self.rpc_timeout,
+                               interrupt_grace=self.interrupt_grace)
+
+    async def _start_kernel_in_time(self) -> bool:
+        """Start a kernel within what is left of the notebook's time budget; False if the budget ran out first
+        (the next cell then stops everything)."""
+        try:
+            await asyncio.wait_for(self._start_kernel(), self.life.time_left())
+        except asyncio.TimeoutError:
+            if not self.life.out_of_time():
+                raise
+            return False
+        return True
 
     async def _stop_kernel(self) -> None:
         if self.rk is not None:
@@ -175,11 +216,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
             return
         await self._stop_kernel()
         try:
-            await self._start_kernel()
+            if not await self._start_kernel_in_time():
+                return
         except Exception as e:
             self.rk = self.life.restart_failed(e)
             return
-        self.life.restarted(await self._replay(replay), self.rk)
+        replay_ok = await self._replay(replay)
+        if not self.life.out_of_time():         # else the next cell stops everything
+            self.life.restarted(replay_ok, self.rk)
 
     async def _replay(self, cells: list[int]) -> bool:
         """Re-run `cells` silently in the fresh kernel (their outputs are discarded); False if it died again."""
@@ -193,7 +237,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
                 return False
             finally:
                 self.nb.cells[i] = original
-            if self._death_reason() is not None:
+            if self.life.out_of_time() or self._death_reason() is not None:
                 return False
             if not self.idle_seen:
                 await self._reconnect_output()
@@ -219,9 +263,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.code_cells_executed += 1
         cell.execution_count = self.code_cells_executed
         kernel = self.rk if self._alive() else self.life.stand_in()
-        cell.outputs = run_test_cell(source, kernel, self.setup, filename=f"<test cell {grade_id(cell)}>",
+        left = self.life.time_left()
+        setup = self.setup if left is None else dataclasses.replace(self.setup, time_budget=min(
+            self.setup.time_budget, left))
+        cell.outputs = run_test_cell(source, kernel, setup, filename=f"<test cell {grade_id(cell)}>",
                                      execution_count=cell.execution_count)
-        if self.life.death is None and self.rk is not None and not self._alive():
+        if self.life.out_of_time():
+            self._cut_short(cell, index)
+        elif self.life.death is None and self.rk is not None and not self._alive():
             self.life.died(index, self.rk.dead_reason or "died", self.rk)      # a test cell's RPC killed it
         self.budget.end_cell(cell.outputs)
 
@@ -240,6 +289,10 @@ class TrustedExecute(BudgetedOutputs, Execute):
         else:
             if not self.timed_out:
                 self.life.ran.append(index)     # replayed after a restart (timed-out cells are not)
+        if self.timed_out and self.life.out_of_time():       # cut short by the notebook's budget
+            self._cut_short(cell, index)
+            self.budget.end_cell(cell.outputs)
+            return
         self._cell_notes(cell, index)
         reason = self._death_reason()
         if reason is not None:
@@ -253,7 +306,8 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.budget.end_cell(cell.outputs)
 
     def _cell_notes(self, cell: NotebookNode, index: int) -> None:
-        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None, self.budget.truncated_at)
+        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None, self.budget.truncated_at,
+                             self.scratch.quota_mb if self.scratch.full() else None)
 
     # ------------------------------------------------------------------ nbclient hooks
 
@@ -262,6 +316,11 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.idle_seen = self.timed_out = False
         return await super().async_execute_cell(cell, cell_index, execution_count=execution_count,
                                                 store_history=store_history)
+
+    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
+        """The cell timeout, cut to what is left of the notebook's time budget."""
+        timeout, left = super()._get_timeout(cell), self.life.time_left()
+        return timeout if left is None else max(0.01, min(timeout or left, left))
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         self.timed_out = True     # nbclient has no public hook for this (its error reply is the kernel's to forge)

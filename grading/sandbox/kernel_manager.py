@@ -5,8 +5,9 @@ the course directory (``source/``, hidden tests, ``gradebook.db``), other studen
 environment variables; to open network connections; to exhaust memory, CPU or disk; or to escape and tamper with
 the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` (nbclient and
 nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
-what the kernel sees and its limits are in grading/sandbox/command.py, how its processes are found and killed in
-grading/sandbox/processes.py, its UID in grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
+what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
+grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
+grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
 
 Grader-side limits
 ------------------
@@ -37,6 +38,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from grading.sandbox.command import (SandboxError, covered, default_kernel_env, require_executable, rlimit_options,
                                      sandbox_command)
 from grading.sandbox.processes import TailBuffer, command_name, descendants, describe_exit, signal_all
+from grading.sandbox.seccomp import bpf_fd
 from grading.sandbox.sockets import RuntimeDirs, prepare_scratch
 from grading.sandbox.uids import allocate_uid, release_uid
 
@@ -58,8 +60,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         config=True)
     python_executable = Unicode(sys.executable, help="Python that runs ipykernel inside the sandbox.").tag(
         config=True)
-    scratch_dir = Unicode("", help="The single writable directory, bound at the same path and used as cwd.").tag(
+    scratch_dir = Unicode("", help="The writable directory the kernel works in, bound at the same path.").tag(
         config=True)
+    channel_dir = Unicode("", help="A second writable directory bound at the same path (the RPC channel's files); "
+                                   "empty = none.").tag(config=True)
     runtime_root = Unicode("", help="Where the grader-private connection-file directories are created "
                                     "(default: the system temp dir).").tag(config=True)
 
@@ -74,8 +78,13 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_open_files = Integer(1024, help="RLIMIT_NOFILE of the kernel.").tag(config=True)
     tmp_size_mb = Integer(256, help="Size of the private tmpfs on /tmp and on /dev/shm, MiB each.").tag(config=True)
 
-    system_ro_binds = List(Unicode(), ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"],
+    system_ro_binds = List(Unicode(), ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"],
                            help="Host paths bound read-only (missing ones are skipped).").tag(config=True)
+    etc_files = List(Unicode(), ["/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime"],
+                     help="The only files of /etc the kernel sees, read-only (missing ones are skipped); measured "
+                          "with strace on the solved notebook.").tag(config=True)
+    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/sandbox/seccomp.py.").tag(
+        config=True)
     extra_ro_binds = List(Unicode(), [], help="More read-only binds, e.g. a shared data directory.").tag(config=True)
     unshare_pid = Bool(True, help="Give the kernel its own PID namespace (see module docstring).").tag(config=True)
     drop_privileges = Bool(True, help="When the grader runs as root, run the kernel under a fresh unused UID.").tag(
@@ -109,6 +118,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._release_uid: weakref.finalize | None = None
         self._dirs = RuntimeDirs(self.runtime_root)
         self._output: TailBuffer | None = None
+        self._seccomp_fd: int | None = None     # open from pre-start until the launch
 
     # ------------------------------------------------------------------ privileges and paths
 
@@ -149,9 +159,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         return sandbox_command(
             inner, bwrap=bwrap, scratch_dir=self.scratch_dir,
             ro_binds=[*self.system_ro_binds, *sorted(python_roots), *self.extra_ro_binds],
-            ro_bind_exact=[self._dirs.conn_dir] if self._dirs.conn_dir else [],
+            ro_bind_exact=[*(f for f in self.etc_files if os.path.exists(f)),
+                           *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
+            rw_binds=[self.channel_dir] if self.channel_dir else [],
             env=env, tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
-            uid=uid, setpriv=setpriv, prlimit=prlimit,
+            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
             limits=rlimit_options(memory_mb=self.memory_limit_mb, file_size_mb=self.file_size_limit_mb,
                                   open_files=self.max_open_files, cpu_s=self.cpu_time_limit_s,
                                   processes=self.max_processes, own_uid=uid is not None))
@@ -161,24 +173,40 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
         require_executable(self.bwrap_path, "bubblewrap")
         prepare_scratch(self.scratch_dir, self.kernel_uid)
+        if self.channel_dir:
+            prepare_scratch(self.channel_dir, self.kernel_uid)
         self.cleanup_connection_file()       # a fresh one, in fresh directories, for every start
         self.connection_file, self.ip = self._dirs.make(self.scratch_dir, self.kernel_uid)
         for name in SOCKET_CHANNELS:
             setattr(self, name, 0)
         kw["cwd"] = self.scratch_dir
         kw["env"] = {"PATH": "/usr/bin:/bin"}     # bwrap's own environment; the kernel's is set by --setenv
-        return await super()._async_pre_start_kernel(**kw)
+        self._close_seccomp_fd()
+        self._seccomp_fd = bpf_fd() if self.seccomp else None    # named in the command line, so made first
+        try:
+            return await super()._async_pre_start_kernel(**kw)
+        except BaseException:
+            self._close_seccomp_fd()
+            raise
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
         read_fd, write_fd = os.pipe()
         kw["stdin"] = subprocess.DEVNULL
         kw["stdout"] = write_fd
         kw["stderr"] = write_fd
+        if self._seccomp_fd is not None:
+            kw["pass_fds"] = (self._seccomp_fd,)     # bwrap reads the filter from it (jupyter_client -> Popen)
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:
             os.close(write_fd)
+            self._close_seccomp_fd()
         self._output = TailBuffer(read_fd)
+
+    def _close_seccomp_fd(self) -> None:
+        fd, self._seccomp_fd = self._seccomp_fd, None
+        if fd is not None:
+            os.close(fd)
 
     async def _async_post_start_kernel(self, **kw: t.Any) -> None:
         await self._wait_for_sockets()
