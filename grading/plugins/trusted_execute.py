@@ -18,7 +18,6 @@ numpy or the checker, swallow errors, print a number) with the grader's privileg
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import os
@@ -35,7 +34,7 @@ from grading.rpc.client import RemoteKernel
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError
 from grading.sandbox.scratch import ScratchBuilder
 from grading.trusted.gradebook import claims_test, grade_id, sources_of_test_cells, structure_notes
-from grading.trusted.kernel_life import KernelLife
+from grading.trusted.kernel_life import KernelLife, TimeBudgeted
 from grading.trusted.modules import TrustedModules
 from grading.trusted.outputs import (LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info,
                                      stream_output)
@@ -44,7 +43,7 @@ from grading.trusted.runner import TrustedCellSetup, run_test_cell
 __all__ = ["TrustedExecute"]
 
 
-class TrustedExecute(BudgetedOutputs, Execute):
+class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
     """nbgrader ``Execute`` replacement: ordinary cells in a sandboxed kernel, test cells in the grader."""
 
     kernel_manager_class = Type(SandboxedKernelManager, klass="jupyter_client.manager.KernelManager",
@@ -123,26 +122,6 @@ class TrustedExecute(BudgetedOutputs, Execute):
         finally:
             await self._stop_kernel()
 
-    def _out_of_time(self, cell: NotebookNode, index: int) -> bool:
-        """Before a cell: if the notebook's time budget is spent, kill the kernel (once) and mark the cell not run."""
-        if not self.life.out_of_time():
-            return False
-        if self.life.out_of_time_in is None:
-            self._stop_now(index)
-        cell.outputs = [self.life.not_run_in_time()]
-        return True
-
-    def _stop_now(self, index: int) -> None:
-        """The budget ran out in cell `index`: kill the kernel at once."""
-        if self.km is not None:
-            self.km.kill_now()
-        self.life.ran_out(index, self.rk)
-
-    def _cut_short(self, cell: NotebookNode, index: int) -> None:
-        """The budget ran out while `cell` ran: it scores nothing, and nothing runs after it."""
-        self._stop_now(index)
-        cell.outputs.append(self.life.cut_short())
-
     # ------------------------------------------------------------------ the kernel
 
     def create_kernel_manager(self):
@@ -151,8 +130,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
             raise SandboxError(f"TrustedExecute.kernel_manager_class must be a SandboxedKernelManager, not "
                                f"{self.kernel_manager_class!r}; refusing to run student code unsandboxed")
         self.kernel_name = "python3"
-        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch.work,
-                                            channel_dir=self.scratch.channel)
+        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch.work)
         return self.km
 
     async def _start_kernel(self) -> None:
@@ -161,19 +139,8 @@ class TrustedExecute(BudgetedOutputs, Execute):
         await self.async_start_new_kernel_client()
         reply = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
         self.nb.metadata["language_info"] = language_info(reply)
-        self.rk = RemoteKernel(self.km, self.scratch.channel, timeout=self.rpc_timeout,
+        self.rk = RemoteKernel(self.km, self.scratch.work, timeout=self.rpc_timeout,
                                interrupt_grace=self.interrupt_grace)
-
-    async def _start_kernel_in_time(self) -> bool:
-        """Start a kernel within what is left of the notebook's time budget; False if the budget ran out first
-        (the next cell then stops everything)."""
-        try:
-            await asyncio.wait_for(self._start_kernel(), self.life.time_left())
-        except asyncio.TimeoutError:
-            if not self.life.out_of_time():
-                raise
-            return False
-        return True
 
     async def _stop_kernel(self) -> None:
         if self.rk is not None:
@@ -316,11 +283,6 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.idle_seen = self.timed_out = False
         return await super().async_execute_cell(cell, cell_index, execution_count=execution_count,
                                                 store_history=store_history)
-
-    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
-        """The cell timeout, cut to what is left of the notebook's time budget."""
-        timeout, left = super()._get_timeout(cell), self.life.time_left()
-        return timeout if left is None else max(0.01, min(timeout or left, left))
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         self.timed_out = True     # nbclient has no public hook for this (its error reply is the kernel's to forge)

@@ -9,9 +9,9 @@ What the kernel sees
   only the few files Python needs (``ld.so.cache``, ``localtime``: no ``passwd``, ``shadow``, ``hostname``, SSH
   keys), the Python installation (``sys.base_prefix``) and the virtual environment (``sys.prefix``), all
   read-only; fresh ``/dev`` and (with the PID namespace) ``/proc``; a private, size-capped tmpfs on ``/tmp`` (also
-  ``HOME``) and ``/dev/shm``; and the per-notebook **writable directories** (grading/sandbox/scratch.py): the
-  scratch directory, which is the kernel's working directory, and the RPC channel directory, each under its own
-  disk quota. The course directory, ``source/``, the gradebook and other students' files are simply not mounted.
+  ``HOME``) and ``/dev/shm``; and exactly **one writable directory**, the per-notebook scratch directory
+  (grading/sandbox/scratch.py) under its disk quota, which is the kernel's working directory. The course
+  directory, ``source/``, the gradebook and other students' files are simply not mounted.
 * **Its own PID, IPC and UTS namespaces**. ipykernel shuts itself down in a new PID namespace ("Parent appears to
   have exited") only when its parent poller is armed by the ``JPY_PARENT_PID`` environment variable. The kernel
   gets a clean environment (``bwrap --clearenv``), so the poller is never armed and the PID namespace can be
@@ -116,8 +116,8 @@ def _namespaces(unshare_pid: bool, uid: int | None) -> list[str]:
     return args
 
 
-def _mounts(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequence[str],
-            rw_binds: t.Sequence[str], tmp_size_mb: int, unshare_pid: bool) -> list[str]:
+def _mounts(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequence[str], tmp_size_mb: int,
+            unshare_pid: bool) -> list[str]:
     """Order matters in bwrap: the tmpfs on /tmp comes before binds below /tmp, parents are created (0755) before
     the binds inside them."""
     args: list[str] = []
@@ -153,9 +153,6 @@ def _mounts(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequen
         mkparents(path)
         args += ["--ro-bind", path, path]
         bound.append(path)
-    for path in rw_binds:
-        mkparents(path)
-        args += ["--bind", path, path]
     mkparents(scratch_dir)
     return args + ["--bind", scratch_dir, scratch_dir, "--chdir", scratch_dir]
 
@@ -167,7 +164,6 @@ def sandbox_command(
     scratch_dir: str,
     ro_binds: t.Sequence[str],
     ro_bind_exact: t.Sequence[str] = (),
-    rw_binds: t.Sequence[str] = (),
     env: t.Mapping[str, str],
     tmp_size_mb: int = 256,
     unshare_pid: bool = True,
@@ -182,13 +178,13 @@ def sandbox_command(
     ro_binds: host paths bound read-only at the same path (a top-level symlink such as ``/bin -> usr/bin`` is
         recreated as a symlink); ro_bind_exact: further read-only binds, files or directories (the
         connection-file directory, the files of /etc);
-    scratch_dir: writable, also the working directory; rw_binds: further writable directories (the RPC channel);
-    uid: run as this UID/GID (needs root); limits: ``prlimit`` options such as ``--as=2147483648``
-    (:func:`rlimit_options`); seccomp_fd: a descriptor bwrap reads the compiled seccomp filter from (the caller
-    hands it to the process and closes it after the launch).
+    scratch_dir: the one writable bind, also the working directory; uid: run as this UID/GID (needs root);
+    limits: ``prlimit`` options such as ``--as=2147483648`` (:func:`rlimit_options`);
+    seccomp_fd: a descriptor bwrap reads the compiled seccomp filter from (the caller hands it to the process and
+        closes it after the launch).
     """
     args = [bwrap, *_namespaces(unshare_pid, uid),
-            *_mounts(scratch_dir, ro_binds, ro_bind_exact, rw_binds, tmp_size_mb, unshare_pid), "--clearenv"]
+            *_mounts(scratch_dir, ro_binds, ro_bind_exact, tmp_size_mb, unshare_pid), "--clearenv"]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     for key, value in env.items():

@@ -37,7 +37,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from grading.sandbox.command import (SandboxError, covered, default_kernel_env, require_executable, rlimit_options,
                                      sandbox_command)
-from grading.sandbox.processes import TailBuffer, command_name, descendants, describe_exit, signal_all
+from grading.sandbox.processes import SandboxProcesses, TailBuffer, descendants, signal_all
 from grading.sandbox.seccomp import bpf_fd
 from grading.sandbox.sockets import RuntimeDirs, prepare_scratch
 from grading.sandbox.uids import allocate_uid, release_uid
@@ -47,7 +47,7 @@ __all__ = ["SandboxError", "SandboxedKernelManager"]
 SOCKET_CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
     """AsyncKernelManager whose kernels run in a bubblewrap sandbox (see the module docstring).
 
     Set ``scratch_dir`` (the one writable directory, the kernel's cwd) before starting the kernel. All limits are
@@ -60,10 +60,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         config=True)
     python_executable = Unicode(sys.executable, help="Python that runs ipykernel inside the sandbox.").tag(
         config=True)
-    scratch_dir = Unicode("", help="The writable directory the kernel works in, bound at the same path.").tag(
+    scratch_dir = Unicode("", help="The single writable directory, bound at the same path and used as cwd.").tag(
         config=True)
-    channel_dir = Unicode("", help="A second writable directory bound at the same path (the RPC channel's files); "
-                                   "empty = none.").tag(config=True)
     runtime_root = Unicode("", help="Where the grader-private connection-file directories are created "
                                     "(default: the system temp dir).").tag(config=True)
 
@@ -161,7 +159,6 @@ class SandboxedKernelManager(AsyncKernelManager):
             ro_binds=[*self.system_ro_binds, *sorted(python_roots), *self.extra_ro_binds],
             ro_bind_exact=[*(f for f in self.etc_files if os.path.exists(f)),
                            *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
-            rw_binds=[self.channel_dir] if self.channel_dir else [],
             env=env, tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
             uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
             limits=rlimit_options(memory_mb=self.memory_limit_mb, file_size_mb=self.file_size_limit_mb,
@@ -173,8 +170,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
         require_executable(self.bwrap_path, "bubblewrap")
         prepare_scratch(self.scratch_dir, self.kernel_uid)
-        if self.channel_dir:
-            prepare_scratch(self.channel_dir, self.kernel_uid)
         self.cleanup_connection_file()       # a fresh one, in fresh directories, for every start
         self.connection_file, self.ip = self._dirs.make(self.scratch_dir, self.kernel_uid)
         for name in SOCKET_CHANNELS:
@@ -247,49 +242,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         kc = super().blocking_client()
         self._limit_context(kc.context)
         return kc
-
-    # ------------------------------------------------------------------ process control (sync, usable anywhere)
-
-    @property
-    def sandbox_pid(self) -> int | None:
-        """PID of the launched bwrap process."""
-        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
-        return proc.pid if proc is not None else None
-
-    def sandbox_exit_status(self) -> int | None:
-        """None while the sandbox runs, else bwrap's exit status (the kernel's, or 128+signal)."""
-        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
-        if proc is None:
-            return -1
-        return proc.poll()
-
-    def describe_exit(self) -> str:
-        """How the sandbox ended, in words ("killed by SIGSEGV (segmentation fault)")."""
-        return describe_exit(self.sandbox_exit_status())
-
-    def kernel_pids(self) -> list[int]:
-        """Host PIDs of the sandboxed processes (excluding the bwrap processes themselves)."""
-        pid = self.sandbox_pid
-        if pid is None:
-            return []
-        return [p for p in descendants(pid) if command_name(p) != "bwrap"]
-
-    def interrupt_now(self) -> None:
-        """SIGINT to every process in the sandbox (what a notebook's interrupt button does)."""
-        signal_all(self.kernel_pids(), signal.SIGINT)
-
-    def kill_now(self) -> None:
-        """SIGKILL the sandboxed processes and bwrap, synchronously."""
-        pid = self.sandbox_pid
-        if pid is None:
-            return
-        signal_all([*descendants(pid), pid], signal.SIGKILL)
-        proc = self.provisioner.process if self.provisioner else None
-        if proc is not None:
-            try:
-                proc.wait(timeout=5)
-            except Exception:
-                pass
 
     async def _async_interrupt_kernel(self) -> None:
         if self.has_kernel:

@@ -1,8 +1,8 @@
-"""Disk quotas for the sandbox's writable directories: each one is its own size-capped tmpfs.
+"""The disk quota of the sandbox's scratch directory: a size-capped tmpfs mounted on it.
 
 Why: ``RLIMIT_FSIZE`` caps one file, not a directory; a student cell writing many files put 1.2 GB on the host disk.
 When the grader is root (CI, a grading server), grading/sandbox/scratch.py mounts a tmpfs with a size and an inode
-cap on each writable directory before anything is copied into it: a write beyond the cap fails with ``ENOSPC``
+cap on the scratch directory before anything is copied into it: a write beyond the cap fails with ``ENOSPC``
 inside the sandbox, nothing reaches the host disk, and the memory the files held is freed when the directory is
 unmounted after the notebook. Mounting needs ``CAP_SYS_ADMIN``, so without root no quota is enforced: the
 per-file limit is then the only cap, and scratch.py says so once in the log (grade as root, or put

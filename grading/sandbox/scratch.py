@@ -1,5 +1,5 @@
-"""The sandbox's writable directories: a fresh scratch directory holding copies of the notebook's support files
-(the kernel's working directory), and the RPC channel directory, each under its own disk quota.
+"""The sandbox's one writable directory: a fresh scratch directory holding copies of the notebook's support files,
+under a disk quota.
 
 nbgrader's autograde copies the student's files *and* every file of ``source/<assignment>/`` next to the notebook,
 so instructor-only files (in ``source/`` but not in ``release/``) would reach student code. The builder leaves them
@@ -10,9 +10,8 @@ are copied (checked with ``lstat`` and again on the opened file), so a link or d
 cannot make the grader copy ``source/``, ``gradebook.db`` or ``/dev/zero`` into the sandbox.
 
 Disk quota: when the grader is root, the scratch directory is a tmpfs of ``disk_quota_mb`` (grading/sandbox/quota.py),
-so a cell that writes until it fails leaves nothing on the host disk. The grader and the kernel exchange RPC data
-in the separate channel directory, with its own quota, so a student who filled the scratch directory still has
-the rest of the notebook graded. Without root no quota is enforced (logged once).
+so a cell that writes until it fails leaves nothing on the host disk; the rest of the notebook is still graded (the
+RPC channel is a socket, which needs no space). Without root no quota is enforced (logged once).
 
 Configurable as ``c.ScratchBuilder.*`` in nbgrader_config.py.
 """
@@ -118,25 +117,23 @@ def _remove_partial(path: str) -> None:
 
 @dataclasses.dataclass
 class Scratch:
-    """One notebook's writable directories, inside a private base directory: remove() when the notebook is done."""
+    """One notebook's scratch directory inside a private base directory: remove() it when the notebook is done."""
 
     base: str
     work: str                     # the kernel's working directory: support files and whatever the student writes
-    channel: str                  # where the grader and the kernel exchange RPC data
-    quota_mb: int = 0             # the working directory's disk quota, 0 = none enforced
-    mounts: list[str] = dataclasses.field(default_factory=list)     # quota tmpfs mounts
+    quota_mb: int = 0             # its disk quota (a tmpfs mounted on it), 0 = none enforced
 
     def full(self) -> bool:
-        """Is the working directory's quota used up (less than 1 MiB left)? False without a quota."""
+        """Is the quota used up (less than 1 MiB left)? False without a quota."""
         if not self.quota_mb:
             return False
         st = os.statvfs(self.work)
         return st.f_bavail * st.f_frsize < (1 << 20)
 
     def remove(self) -> None:
-        for path in reversed(self.mounts):
-            quota.unmount(path)
-        self.mounts.clear()
+        if self.quota_mb:
+            quota.unmount(self.work)
+            self.quota_mb = 0
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -156,10 +153,8 @@ class ScratchBuilder(LoggingConfigurable):
     disk_quota_mb = Integer(256, help="Disk quota of the scratch directory, support files included: a tmpfs of this "
                                       "size when grading as root (grading/sandbox/quota.py); 0 = none.").tag(
         config=True)
-    channel_quota_mb = Integer(512, help="Disk quota of the RPC channel directory (the largest call's data).").tag(
-        config=True)
-    max_files = Integer(10000, help="Files and directories each quota'd directory may hold (tmpfs inodes).").tag(
-        config=True)
+    max_files = Integer(10000, help="Files and directories the scratch directory may hold (tmpfs inodes; only with "
+                                    "the disk quota).").tag(config=True)
 
     def build(self, support_dir: str, paths: t.Mapping[str, str]) -> Scratch:
         """A fresh :class:`Scratch` whose working directory holds the support files of `support_dir` (not its
@@ -175,10 +170,9 @@ class ScratchBuilder(LoggingConfigurable):
         if self.disk_quota_mb > 0 and quota.can_mount():
             quota.sweep_stale(root)
         base = tempfile.mkdtemp(prefix=quota.base_prefix(), dir=root)
-        scratch = Scratch(base, os.path.join(base, "scratch"), os.path.join(base, "channel"))
+        scratch = Scratch(base, os.path.join(base, "scratch"))
         try:
-            for path in (scratch.work, scratch.channel):
-                os.mkdir(path, 0o700)
+            os.mkdir(scratch.work, 0o700)
             self._limit(scratch)
             if copy:
                 self._copy_tree(support_dir, scratch.work, skip)
@@ -188,7 +182,7 @@ class ScratchBuilder(LoggingConfigurable):
         return scratch
 
     def _limit(self, scratch: Scratch) -> None:
-        """The disk quotas, when they can be had (root)."""
+        """The disk quota, when it can be had (root)."""
         global _warned_no_quota
         if self.disk_quota_mb <= 0:
             return
@@ -198,9 +192,7 @@ class ScratchBuilder(LoggingConfigurable):
                                  "(only the per-file limit); see grading/sandbox/quota.py")
                 _warned_no_quota = True
             return
-        for path, size in ((scratch.work, self.disk_quota_mb), (scratch.channel, self.channel_quota_mb)):
-            quota.mount_tmpfs(path, size, self.max_files)
-            scratch.mounts.append(path)
+        quota.mount_tmpfs(scratch.work, self.disk_quota_mb, self.max_files)
         scratch.quota_mb = self.disk_quota_mb
 
     def _copy_tree(self, src_root: str, dst_root: str, skip: set[str]) -> None:

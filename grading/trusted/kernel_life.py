@@ -40,6 +40,7 @@ overwritten, so a submission cannot plant notes of its own.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -241,3 +242,49 @@ class KernelLife:
         """The output of every cell after the one where the budget ran out (a test cell scores 0 with it)."""
         return error_output(BUDGET_ERROR, f"not run: the notebook's time budget of {self.budget_s:g} s ran out in "
                                           f"cell {self.out_of_time_in + 1}")
+
+
+class TimeBudgeted:
+    """nbclient hooks and helpers, mixed into TrustedExecute, that keep one notebook within ``self.life``'s time
+    budget: each cell's timeout and each kernel start are cut to what is left; when nothing is left the kernel is
+    killed at once and every later cell is marked not run."""
+
+    life: KernelLife
+    km: t.Any          # the SandboxedKernelManager, or None
+    rk: t.Any          # the kernel handle, or None
+
+    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
+        """The cell timeout, cut to what is left of the notebook's time budget."""
+        timeout, left = super()._get_timeout(cell), self.life.time_left()
+        return timeout if left is None else max(0.01, min(timeout or left, left))
+
+    async def _start_kernel_in_time(self) -> bool:
+        """Start a kernel within what is left of the notebook's time budget; False if the budget ran out first
+        (the next cell then stops everything)."""
+        try:
+            await asyncio.wait_for(self._start_kernel(), self.life.time_left())
+        except asyncio.TimeoutError:
+            if not self.life.out_of_time():
+                raise
+            return False
+        return True
+
+    def _out_of_time(self, cell: NotebookNode, index: int) -> bool:
+        """Before a cell: if the notebook's time budget is spent, kill the kernel (once) and mark the cell not run."""
+        if not self.life.out_of_time():
+            return False
+        if self.life.out_of_time_in is None:
+            self._stop_now(index)
+        cell.outputs = [self.life.not_run_in_time()]
+        return True
+
+    def _stop_now(self, index: int) -> None:
+        """The budget ran out in cell `index`: kill the kernel at once."""
+        if self.km is not None:
+            self.km.kill_now()
+        self.life.ran_out(index, self.rk)
+
+    def _cut_short(self, cell: NotebookNode, index: int) -> None:
+        """The budget ran out while `cell` ran: it scores nothing, and nothing runs after it."""
+        self._stop_now(index)
+        cell.outputs.append(self.life.cut_short())
