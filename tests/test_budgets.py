@@ -6,13 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
-from test_sandbox import GOOD_DOUBLE, GOOD_RELU, TESTS, _cell, _fill_gradebook, grades, make_course, outputs_of
+from test_sandbox import (GOOD_DOUBLE, GOOD_RELU, TESTS, _cell, grades, make_course, outputs_of,
+                          temporary_gradebook)
 from traitlets.config import Config
 
 from grading.course import METADATA_KEY, PROBLEMS
@@ -55,18 +54,9 @@ while True:
 
 @pytest.fixture(scope="module")
 def gradebook():
-    tmp = Path(tempfile.mkdtemp(prefix="test-budgets-gradebook-"))
-    old_path = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{old_path}"   # nbgrader runs alembic
-    try:
-        _fill_gradebook(f"sqlite:///{tmp / 'gradebook.db'}", [TEST_DOUBLE, TEST_RELU, TEST_TRIPLE, TEST_RATE,
-                                                              _cell("solution", "", "answer_double"),
-                                                              _cell("solution", "", "answer_relu"), TRIPLE],
-                        "ps1", "nb")
-    finally:
-        os.environ["PATH"] = old_path
-    yield tmp / "gradebook.db"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with temporary_gradebook([TEST_DOUBLE, TEST_RELU, TEST_TRIPLE, TEST_RATE, _cell("solution", "", "answer_double"),
+                              _cell("solution", "", "answer_relu"), TRIPLE]) as db:
+        yield db
 
 
 def grade(tmp_path, gradebook, cells, **sections):
