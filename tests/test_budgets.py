@@ -109,6 +109,19 @@ def test_notebook_budget_stops_many_sleeping_cells(tmp_path, gradebook):
     assert our_mounts() == []
 
 
+def test_budget_spent_while_the_kernel_starts(tmp_path, gradebook):
+    """Nothing runs, every test cell scores 0 with the one-line reason, and one note says so."""
+    cells = [SETUP, _cell("solution", GOOD_DOUBLE, "answer_double"), TEST_DOUBLE, GOOD_RELU_CELL, TEST_RELU, TRIPLE,
+             TEST_TRIPLE, TEST_RATE]
+    out, notes, seconds = grade(tmp_path, gradebook, cells, TrustedExecute={"notebook_timeout": 0.2})
+    not_run = "NotebookTimeoutError: not run: the notebook's time budget of 0.2 s ran out in cell 1"
+    assert all(error_texts(c) == [not_run] and len(c.outputs) == 1 for c in out.cells)
+    assert grades(out) == {"test_double": 0, "test_relu": 0, "test_triple": 0, "test_rate": 0}
+    assert notes == [f"cell 1 ({out.cells[0].id}): the notebook's time budget of 0.2 s ran out: the kernel was "
+                     "stopped and later cells were not run"]
+    assert seconds < 10, seconds
+
+
 def test_every_hang_gets_a_restart_so_later_honest_items_keep_their_points(tmp_path, gradebook):
     """Two hanging items (one in the grader's call, one in its answer cell) cost only themselves: the kernel is
     killed and restarted after each, and the honest items after them get exact full points."""

@@ -173,8 +173,9 @@ class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
         return None
 
     async def _ensure_kernel(self) -> None:
-        """Before each cell: if the kernel died, restart it and replay earlier cells (within budget)."""
-        if self.life.gave_up or self._alive():
+        """Before each cell: if the kernel died, restart it and replay earlier cells (within the restart limit and
+        the notebook's time budget)."""
+        if self.life.gave_up or self.life.out_of_time() or self._alive():
             return
         if self.life.death is None:
             self.life.died_between_cells(self.km.describe_exit(), self.rk)
