@@ -64,6 +64,13 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
+# Wall-clock seconds for a whole notebook (kernel starts, restarts, every cell): when they run out the kernel is
+# stopped and the remaining cells score nothing (grading/trusted/kernel_life.py). Within it, the kernel is
+# restarted after every death or hang (c.TrustedExecute.max_kernel_restarts = -1).
+c.TrustedExecute.notebook_timeout = 600
+# Disk quota of each notebook's scratch directory: a tmpfs of this size when grading as root, none otherwise
+# (grading/sandbox/quota.py).
+c.ScratchBuilder.disk_quota_mb = 256
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 # Also configurable: c.TrustedModules.* (the trusted gradcheck/nn copies test cells import, and the allow-list of
