@@ -48,13 +48,14 @@ TRIALS = 2000
 
 def _notebook_tests():
     """item -> (its test cell's nbgrader points, the seeds its hidden grade() call passes, the answer cell's
-    source), read from the instructor notebook: the answer cell is the solution cell right above the test."""
+    source), read from the instructor notebook: the answer cell is the solution cell right above the test.
+    Every hidden grade() call checks the large case too."""
     found, answer = {}, None
     for cell in nbformat.read(SOURCE_NB, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
             answer = cell.source
-        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\)\)', cell.source)
+        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\), large=True\)', cell.source)
         if m and meta.get("grade"):
             found[m.group(1)] = (float(meta["points"]), tuple(int(s) for s in m.group(2).split(",")), answer)
     return found
@@ -154,7 +155,7 @@ def test_reference_gets_full_points(item):
 def test_reference_full_points_with_notebook_seeds(item):
     seeds = NOTEBOOK_TESTS[item][1]
     assert len(seeds) >= 3
-    assert run_grade(item, ref.IMPLS[item], seeds=seeds)[0] == TOTALS[item]
+    assert run_grade(item, ref.IMPLS[item], seeds=seeds, large=True)[0] == TOTALS[item]
 
 
 def _trials(args):
