@@ -82,3 +82,15 @@ def test_no_module_outside_tests_imports_the_tests():
                       if re.search(r"sys\.path\b.*\btests\b", line)]
     assert not offenders
     assert len(list(production_sources())) > 10  # the walk did find the production code
+
+
+def test_no_grading_class_needs_a_scroll_bar():
+    """Small single-job pieces: no class in grading/ over 250 lines, no function over 60."""
+    too_long = []
+    for path in sorted((REPO / "grading").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                limit = 250 if isinstance(node, ast.ClassDef) else 60
+                if node.end_lineno - node.lineno + 1 > limit:
+                    too_long.append(f"{path.relative_to(REPO)}: {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not too_long

@@ -27,7 +27,8 @@ CATALOG = {bug.name: bug for bug in BUGS}
 @pytest.fixture(scope="module")
 def checker():
     """The course's trusted checker modules, loaded as the grader loads them."""
-    return misconceptions.TrustedModules(misconceptions.TRUSTED_MODULES, [str(REPO / "source" / ASSIGNMENT), str(REPO)])
+    return misconceptions.TrustedModules(names=list(misconceptions.TRUSTED_MODULES),
+                                         dir_templates=[str(REPO / "source" / ASSIGNMENT), str(REPO)])
 
 
 def sub_checks(checker):

@@ -1,5 +1,6 @@
-"""The Unix-socket transport of grading.rpc.client: used when available, falls back to execute requests when student
-code breaks it, and a looping call never hangs the grader (interrupted, or the kernel is killed)."""
+"""The one channel of grading.rpc.client, a Unix socket to a real sandboxed kernel: every call goes over it, student
+code breaking it gives a clean RemoteError (and the kernel is then treated as dead), and a looping call never hangs
+the grader (interrupted, or the kernel is killed)."""
 import os
 import shutil
 import sys
@@ -33,6 +34,8 @@ DEFS = """
 import numpy as np, time
 def scale(x):
     return x * 2
+def big():
+    return np.zeros(3 << 20)
 def spin():
     while True:
         pass
@@ -80,37 +83,47 @@ def kernel():
 
 
 def _fresh(k):
-    """A new RemoteKernel on the same kernel (so its socket is set up anew)."""
+    """A new RemoteKernel on the same kernel (so its channel is set up anew)."""
     k.rk.close()
     k.rk = RemoteKernel(k.km, str(k.scratch), timeout=20, interrupt_grace=2.0)
     return k.rk
 
 
-def test_socket_transport_is_used_and_round_trips(kernel):
+def test_socket_channel_is_used_and_round_trips(kernel):
     rk = kernel.rk
     x = np.arange(5.0)
     assert np.array_equal(RemoteName(rk, "scale")(x), 2 * x)
-    assert rk._sock_state == "up" and rk._sock is not None
+    assert rk._channel is not None
     t0 = time.monotonic()
     for i in range(100):
         assert RemoteName(rk, "scale")(i) == 2 * i
-    assert rk._sock_state == "up"
     assert time.monotonic() - t0 < 5
     with pytest.raises(RemoteError, match="NameError"):
         RemoteName(rk, "nope")()
     kernel.run("def boom():\n    1/0")
     with pytest.raises(ZeroDivisionError):
         RemoteName(rk, "boom")()
-    assert rk._sock_state == "up"
-    # no socket file is left in the scratch directory (the grader unlinks it once connected)
-    assert not [p for p in os.listdir(kernel.scratch) if p.endswith(".sock")]
+    assert rk.alive and rk._channel is not None
+    # no socket or per-call file is left in the scratch directory (the grader unlinks the socket once connected)
+    assert not [p for p in os.listdir(kernel.scratch) if p.startswith("_rpc_")]
+    # the kernel side is the package's files, installed as modules
+    assert kernel.run("import sys\nassert sys.modules['_grading_rpc.wire'].MAX_REPLY_BYTES == 16 << 20\n"
+                      "assert [t for t in __import__('threading').enumerate() if t.name == 'grading-rpc']") is None
+
+
+def test_reply_over_the_cap_is_a_clean_remote_error(kernel):
+    rk = kernel.rk
+    with pytest.raises(RemoteError, match=r"^result too large \(\d+ bytes > 16777216\)$"):
+        RemoteName(rk, "big")()
+    assert rk.alive and RemoteName(rk, "scale")(3) == 6
 
 
 STUDENT_BREAKS = {
     "delete helper and socket files": """
         import sys, os, glob
         for p in glob.glob('*.sock'): os.remove(p)
-        sys.modules.pop('_grading_rpc', None)
+        for name in [m for m in sys.modules if m.startswith('_grading_rpc')]:
+            sys.modules.pop(name)
         """,
     "kill the serving thread": """
         import threading, ctypes, time
@@ -137,20 +150,22 @@ STUDENT_BREAKS = {
                 except Exception:
                     pass
         """,
-    "replace the serve function": """
+    "replace the server's handler": """
         import sys
-        def serve(ns, request):
+        def handle(self, payload):
             raise SystemExit(3)
-        sys.modules['_grading_rpc'].serve = serve
-        sys.modules['_grading_rpc']._write = None
+        sys.modules['_grading_rpc.kernel_side'].Server.handle = handle
         """,
 }
+# what each break leads to: calls keep working, each call fails cleanly, or the channel (and so the kernel) is gone
+OUTCOME = {"delete helper and socket files": "works", "replace the server's handler": "fails",
+           "kill the serving thread": "dead", "close the connection": "dead", "stray bytes on the connection": "dead"}
 
 
 @pytest.mark.parametrize("kind", list(STUDENT_BREAKS))
 def test_student_breaking_the_socket_gives_clean_results(kernel, kind):
     rk = kernel.rk
-    assert RemoteName(rk, "scale")(1) == 2 and rk._sock_state == "up"
+    assert RemoteName(rk, "scale")(1) == 2 and rk._channel is not None
     assert kernel.run(STUDENT_BREAKS[kind]) is None
     results = []
     for i in range(3):
@@ -160,24 +175,29 @@ def test_student_breaking_the_socket_gives_clean_results(kernel, kind):
         except RemoteError as e:
             results.append(e)
         assert time.monotonic() - t0 < 10
-    assert rk.alive
-    # at most the call in flight when the break was noticed fails; later ones work (socket or fallback)
-    if kind != "replace the serve function":
-        assert results[1:] == [2, 4], results
+    if OUTCOME[kind] == "works":
+        assert results == [0, 2, 4] and rk.alive
+    elif OUTCOME[kind] == "fails":
+        assert rk.alive and all(str(r) == "SystemExit: the RPC server failed in the kernel" for r in results), results
     else:
         assert all(isinstance(r, RemoteError) for r in results), results
+        assert not rk.alive and rk.dead_reason.startswith("RPC channel broken: "), rk.dead_reason
+        assert all(str(r) == f"kernel died ({rk.dead_reason})" for r in results), results
+        assert "\n" not in rk.dead_reason
 
 
-def test_helper_that_never_connects_falls_back(kernel):
+def test_kernel_side_that_never_connects_is_a_clean_error(kernel):
     assert RemoteName(kernel.rk, "scale")(1) == 2
-    kernel.run("import sys; m = sys.modules['_grading_rpc']\nfor n in dir(m):\n"
-               "    if n.startswith('start_'): setattr(m, n, lambda path, ns: None)")
+    kernel.run("import socket\nsocket.socket.connect = lambda self, address: None")
     rk = _fresh(kernel)
     t0 = time.monotonic()
-    assert RemoteName(rk, "scale")(3) == 6
+    with pytest.raises(RemoteError, match=r"^kernel died \(RPC channel broken: the kernel side did not start"):
+        RemoteName(rk, "scale")(3)
     assert time.monotonic() - t0 < 10
-    assert rk._sock_state == "off"
-    assert RemoteName(rk, "scale")(4) == 8
+    assert not rk.alive and rk._channel is None
+    with pytest.raises(RemoteError, match="kernel died"):
+        RemoteName(rk, "scale")(4)
+    assert not [p for p in os.listdir(kernel.scratch) if p.startswith("_rpc_")]
 
 
 def test_symlink_in_scratch_is_not_followed(kernel, monkeypatch):
@@ -188,15 +208,16 @@ def test_symlink_in_scratch_is_not_followed(kernel, monkeypatch):
     os.symlink(target, kernel.scratch / "_rpc_00000000000000000000.sock")
     monkeypatch.setattr(remote.secrets, "token_hex", lambda n=16: "0" * (2 * n))
     rk = _fresh(kernel)
-    assert RemoteName(rk, "scale")(5) == 10
-    assert rk._sock_state == "off"
+    with pytest.raises(RemoteError, match=r"RPC channel broken: socket set-up failed"):
+        RemoteName(rk, "scale")(5)
+    assert not rk.alive
     assert target.read_text() == "host file\n"
     assert os.path.islink(kernel.scratch / "_rpc_00000000000000000000.sock")
 
 
 def test_python_loop_is_interrupted_kernel_survives(kernel):
     rk = kernel.rk
-    assert RemoteName(rk, "scale")(1) == 2 and rk._sock_state == "up"
+    assert RemoteName(rk, "scale")(1) == 2 and rk._channel is not None
     rk.timeout = 1.0
     t0 = time.monotonic()
     with pytest.raises(RemoteError, match=r"TimeoutError.*interrupted"):
@@ -205,12 +226,12 @@ def test_python_loop_is_interrupted_kernel_survives(kernel):
     assert rk.alive
     rk.timeout = 20
     assert RemoteName(rk, "scale")(2) == 4
-    assert rk._sock_state == "up"
+    assert rk._channel is not None
 
 
 def test_uninterruptible_call_kills_kernel_within_timeout_plus_grace(kernel):
     rk = kernel.rk
-    assert RemoteName(rk, "scale")(1) == 2 and rk._sock_state == "up"
+    assert RemoteName(rk, "scale")(1) == 2 and rk._channel is not None
     rk.timeout = 1.0
     t0 = time.monotonic()
     with pytest.raises(RemoteError, match=r"TimeoutError.*kernel killed"):
@@ -229,7 +250,7 @@ def test_prints_during_calls_are_not_attributed_to_student_cells(kernel):
     import queue
     rk = kernel.rk
     kernel.run("def noisy(x):\n    print('FROM-RPC')\n    return x")
-    assert RemoteName(rk, "noisy")(1) == 1 and rk._sock_state == "up"
+    assert RemoteName(rk, "noisy")(1) == 1 and rk._channel is not None
     kc = kernel.km.blocking_client()
     kc.start_channels()
     try:
@@ -254,7 +275,7 @@ def test_calls_see_the_cells_context_variables(kernel):
     """numpy's errstate and decimal's context are context variables: a call served by the thread must see what
     the student's cells set, as it did when each call ran in the kernel's main thread."""
     rk = kernel.rk
-    assert RemoteName(rk, "scale")(1) == 2 and rk._sock_state == "up"
+    assert RemoteName(rk, "scale")(1) == 2 and rk._channel is not None
     kernel.run("import numpy as np, decimal\nnp.seterr(divide='raise'); decimal.getcontext().prec = 5\n"
                "def probe():\n    return np.geterr()['divide'], decimal.getcontext().prec\n"
                "def divide(a, b):\n    return np.float64(a) / np.float64(b)")
@@ -263,4 +284,4 @@ def test_calls_see_the_cells_context_variables(kernel):
         RemoteName(rk, "divide")(1.0, 0.0)
     kernel.run("np.seterr(divide='ignore')")
     assert RemoteName(rk, "probe")() == ("ignore", 5)
-    assert rk._sock_state == "up"
+    assert rk._channel is not None

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grading.plugins.trusted_execute import TrustedExecute  # noqa: E402
-from grading.rpc.client import RemoteError, RemoteKernel, RemoteName, load_npz_untrusted  # noqa: E402
+from grading.rpc.client import RemoteError, RemoteKernel, RemoteName  # noqa: E402
+from grading.rpc.decode import load_npy_untrusted  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
 from grading.trusted.kernel_life import DeadKernel, KernelHandle  # noqa: E402
 from grading.trusted.runner import free_names  # noqa: E402
@@ -290,58 +291,75 @@ def test_remote_timeout_interrupts(sandbox):
     assert RemoteName(rk, "scale")(1.5) == 3.0
 
 
+# Each forgery is the body of a function that replaces the kernel side's reply encoder: given the reply header,
+# its arrays and the grader's cap, it returns the payload of the reply frame (wire.py's layout).
 FORGERIES = {
-    "not json": "open(prefix + '_out.json', 'w').write('{not json')",
-    "wrong structure": "open(prefix + '_out.json', 'w').write(json.dumps({'ok': True, 'value': {'t': 'bogus'}}))",
-    "deep nesting": "open(prefix + '_out.json', 'w').write('[' * 100000 + ']' * 100000)",
-    "symlink to a host file": "os.symlink('/etc/passwd', prefix + '_out.json')",
-    "fifo": "os.mkfifo(prefix + '_out.json')",
-    "pickled object array": (
-        "np.save(open(prefix + '_arr.npy', 'wb'), np.array([{}, 1], dtype=object), allow_pickle=True);"
-        "import zipfile; z = zipfile.ZipFile(prefix + '_out.npz', 'w'); z.write(prefix + '_arr.npy', 'k1.npy');"
-        "z.close(); open(prefix + '_out.json', 'w').write(json.dumps("
-        "{'ok': True, 'value': {'t': 'arr', 'k': 'k1'}, 'sync': []}))"),
+    "not json": "return payload(b'{not json')",
+    "wrong structure": "return payload({'ok': True, 'value': {'t': 'bogus'}, 'sync': [], 'npy': []})",
+    "deep nesting": "return payload(b'[' * 100000 + b']' * 100000)",
+    "a million nodes": "return payload({'ok': True, 'value': {'t': 'list', 'v': [{'t': 'none'}] * 1_000_001}, "
+                       "'sync': [], 'npy': []})",
+    "pickled object array": "return with_member(npy(np.array([{}, 1], dtype=object), allow_pickle=True))",
     "lying npy header": (
-        "import zipfile, io; h = io.BytesIO(); np.lib.format.write_array_header_1_0(h, {'descr': '<f8', "
-        "'fortran_order': False, 'shape': (10**12,)}); z = zipfile.ZipFile(prefix + '_out.npz', 'w');"
-        "z.writestr('k1.npy', h.getvalue() + b'x' * 64); z.close();"
-        "open(prefix + '_out.json', 'w').write(json.dumps({'ok': True, 'value': {'t': 'arr', 'k': 'k1'}, "
-        "'sync': []}))"),
-    "oversized": "open(prefix + '_out.json', 'w').write(' ' * (17 << 20))",
+        "h = io.BytesIO(); np.lib.format.write_array_header_1_0(h, {'descr': '<f8', 'fortran_order': False, "
+        "'shape': (10**12,)}); return with_member(h.getvalue() + b'x' * 64)"),
+    "member table past the frame": "return payload({'ok': True, 'value': {'t': 'none'}, 'sync': [], "
+                                   "'npy': [['k1', 10**9]]})",
+    "member key outside the pattern": "return with_member(npy(np.zeros(3)), key='../k1')",
+    "trailing bytes": "return payload({'ok': True, 'value': {'t': 'none'}, 'sync': [], 'npy': []}) + b'junk'",
+    "oversized": "return b' ' * (17 << 20)",
 }
 
 
 @pytest.mark.parametrize("kind", list(FORGERIES))
 def test_forged_result_is_a_clean_remote_error(sandbox, kind):
-    """Student code replaces the kernel-side helper's writer: the grader must not crash, hang or unpickle."""
+    """Student code replaces the kernel side's reply encoder: the grader must not crash, hang or unpickle."""
     sandbox.run(KERNEL_DEFS)
     rk = sandbox.rk
-    RemoteName(rk, "scale")(1.0)         # helper installed
+    RemoteName(rk, "scale")(1.0)         # kernel side installed
     out, err = sandbox.run(f"""
-        import sys, os, json, numpy as np
-        helper = sys.modules["_grading_rpc"]
-        original_write = helper._write
-        def forged(prefix, result, arrays):
+        import sys, io, json, struct, numpy as np
+        helper = sys.modules["_grading_rpc.kernel_side"]
+        original_encode = helper.encode_reply
+        def payload(header, *members):
+            head = header if isinstance(header, bytes) else json.dumps(header).encode()
+            return struct.pack('!I', len(head)) + head + b''.join(members)
+        def npy(arr, **kwargs):
+            buf = io.BytesIO(); np.save(buf, arr, **kwargs); return buf.getvalue()
+        def with_member(data, key='k1'):
+            return payload({{'ok': True, 'value': {{'t': 'arr', 'k': key}}, 'sync': [], 'npy': [[key, len(data)]]}},
+                           data)
+        def forged(header, arrays, limit):
             {FORGERIES[kind]}
-        helper._write = forged
+        helper.encode_reply = forged
         """)
     assert err is None, out
     try:
         t0 = time.monotonic()
-        with pytest.raises(RemoteError):
+        with pytest.raises(RemoteError) as info:
             RemoteName(rk, "scale")(np.ones(3))
         assert time.monotonic() - t0 < 10
+        assert "\n" not in str(info.value) and str(info.value).startswith(("malformed result", "result "))
     finally:
-        sandbox.run("helper._write = original_write")
+        sandbox.run("helper.encode_reply = original_encode")
     assert RemoteName(rk, "scale")(2.0) == 4.0      # and the next call works again
+    assert rk.alive
 
 
-def test_npz_loader_rejects_compressed_members():
+def test_npy_loader_rejects_object_arrays_and_lying_headers():
     import io
+    for arr in (np.array([{}, 1], dtype=object), np.zeros(2, dtype=[("a", "<f8")]), np.array(["text"])):
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=True)
+        with pytest.raises(RemoteError, match="unsupported dtype"):
+            load_npy_untrusted(buf.getvalue(), 1 << 20)
     buf = io.BytesIO()
-    np.savez_compressed(buf, k1=np.zeros(1000))
-    with pytest.raises(RemoteError):
-        load_npz_untrusted(buf.getvalue(), 1 << 20)
+    np.save(buf, np.zeros(1000))
+    with pytest.raises(RemoteError, match="size does not match"):
+        load_npy_untrusted(buf.getvalue()[:-1], 1 << 20)
+    with pytest.raises(RemoteError, match="too large"):
+        load_npy_untrusted(buf.getvalue(), 1000)
+    np.testing.assert_array_equal(load_npy_untrusted(buf.getvalue(), 1 << 20), np.zeros(1000))
 
 
 def test_free_names():
@@ -590,6 +608,36 @@ def test_hostile_answer_cannot_change_test_outputs(tmp_path, gradebook_template)
     nbformat.validate(hostile)                      # junk kernel messages did not make the notebook invalid
     junk_cell = next(c for c in hostile.cells if "malformed output" in c.source)
     assert "could not send junk" not in json.dumps(junk_cell.outputs)
+
+
+BREAK_RPC_CHANNEL = _cell("code", """
+    import gc, socket
+    for o in gc.get_objects():          # the grader's RPC connection (asyncio's own socketpair is unnamed)
+        if isinstance(o, socket.socket) and o.family == socket.AF_UNIX and not o._closed:
+            try:
+                if "_rpc_" in str(o.getpeername()):
+                    o.close()
+            except OSError:
+                pass
+    secret_check = lambda: "instructor only"
+    """)
+
+
+def test_broken_rpc_channel_fails_that_test_cell_cleanly(tmp_path, gradebook_template):
+    """Student code closes the grader's RPC socket between test cells: the next test cell fails with a one-line
+    RemoteError and scores nothing, the kernel is treated as dead (a fresh one replays the earlier cells), and the
+    test cells after it are graded as usual."""
+    course, nb, res = make_course(tmp_path, gradebook_template, notebook(GOOD_DOUBLE, GOOD_RELU, [BREAK_RPC_CHANNEL]))
+    out = autograde(course, nb, res, interrupt_grace=1.0)
+    assert outputs_of(out, "test_double")[0]["data"]["text/plain"] == "2.0"
+    relu = outputs_of(out, "test_relu")
+    assert relu[0]["ename"] == "RemoteError" and relu[0]["traceback"] == [f"RemoteError: {relu[0]['evalue']}"]
+    assert relu[0]["evalue"].startswith("kernel died (RPC channel broken: ") and "\n" not in relu[0]["evalue"]
+    assert relu[1:] == [{"output_type": "stream", "name": "stdout",
+                         "text": "\n[grader: a fresh kernel was started and the earlier cells were re-run]\n"}]
+    assert grades(out) == {"test_double": 2.0, "test_relu": 0, "test_vars": 1.0}
+    problems = out.metadata["grading"]["problems"]
+    assert any("test_relu" in p and "RPC channel broken" in p for p in problems), problems
 
 
 def test_forged_test_cell_metadata_is_not_trusted(tmp_path, gradebook_template):

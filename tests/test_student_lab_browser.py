@@ -28,7 +28,7 @@ from graded_course import tree_digest
 from grading.cli.misconceptions import REGISTRY_MODULE
 from grading.cli.sample_class import bug_catalog, solution_sources, student_notebook
 from grading.course import TRUSTED_MODULES
-from grading.plugins.trusted_execute import TrustedModules
+from grading.trusted.modules import TrustedModules
 from test_instructor_notebook import SEED_TEST
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (make system-deps)")]
 
 # The checker's items and their points, from its registry (the trusted copy in source/).
-ITEMS = TrustedModules(TRUSTED_MODULES, [str(SOURCE_NB.parent), str(REPO)]).load(REGISTRY_MODULE).ITEMS
+ITEMS = TrustedModules(names=list(TRUSTED_MODULES), dir_templates=[str(SOURCE_NB.parent), str(REPO)]).load(
+    REGISTRY_MODULE).ITEMS
 TOTAL = sum(spec.total for spec in ITEMS.values())
 # window.jupyterapp, so the test can wait for the Lab to be ready and ask which commands it has (Galata does the same).
 TEST_LAB_OPTIONS = ["--ServerApp.open_browser=False", "--LabApp.expose_app_in_browser=True"]

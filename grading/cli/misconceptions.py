@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from grading.cli.report import course_id_from_config, short_name
 from grading.course import ASSIGNMENT, TRUSTED_MODULES
-from grading.plugins.trusted_execute import TrustedModules
+from grading.trusted.modules import TrustedModules
 
 REGISTRY_MODULE = "gradcheck_engine"  # the trusted module whose ITEMS names every item's sub-checks
 
@@ -111,7 +111,7 @@ def parse_grade_output(text, sub_checks):
 def sub_checks_of(course, assignment):
     """item -> its sub-check names, from the trusted checker of the course (source/<assignment>/)."""
     dirs = [str(Path(course) / "source" / assignment), str(course)]
-    engine = TrustedModules(TRUSTED_MODULES, dirs).load(REGISTRY_MODULE)
+    engine = TrustedModules(names=list(TRUSTED_MODULES), dir_templates=dirs).load(REGISTRY_MODULE)
     return {item: list(spec.points) for item, spec in engine.ITEMS.items()}
 
 
