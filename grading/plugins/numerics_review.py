@@ -80,7 +80,7 @@ class FlagNumericalBackward(NbGraderPreprocessor):
                     seen.add(name)
                     todo += defs[name]
                 signs.append(self._sign(node, name))
-        return [text for _, text in sorted(set(s for s in signs if s))]
+        return [text for _, text in sorted({s for s in signs if s})]
 
     def _sign(self, node, called):
         """(rank, what it shows) of one node of backward, or None."""

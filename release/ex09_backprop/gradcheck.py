@@ -29,7 +29,7 @@ LogisticRegression.step    ``m = LogisticRegression(D, K, lr); m.params = {'W': 
   ones); nll_grad is checked at random W, b and at W = 0, b = 0; step uses random W0, b0 and lr = 0.37.
 * ``forward`` is called twice before ``backward``: backward must use the latest inputs.
 * Your code must not modify the arrays it is given.
-* The grader also checks one large case per item (about a million entries) that must finish within 10 s:
+* The grader also checks one large case per item (half a million entries or more) that must finish within 10 s:
   backpropagation takes milliseconds there, a gradient computed numerically (a forward call per entry)
   takes far longer. ``grade(item, impl, large=True)`` runs it here.
 
@@ -119,9 +119,9 @@ def grade(item, impl, seeds=None, large=False):
         item: an item name, e.g. "Multiply.backward"
         impl: your class (layers, LogisticRegression) or function (nll_grad)
         seeds: fixed seeds of the cases (default: gradcheck_engine.GRADE_SEEDS), so a re-run grades the same
-        large: also check one large case (about a million entries), as the grader does. Backpropagation takes
-            milliseconds there; a gradient computed numerically, one forward call per entry, takes minutes or
-            more and fails as too slow (the grader stops waiting after 30 s)
+        large: also check one large case (half a million entries or more), as the grader does. Backpropagation
+            takes milliseconds there; a gradient computed numerically, one forward call per entry, takes minutes
+            or more and fails as too slow (the grader stops waiting after 30 s)
     Returns:
         points earned, a float (the last value of the test cell: nbgrader's partial credit)
     """

@@ -21,15 +21,16 @@ finite differences, never written down. ``nll_grad`` and ``LogisticRegression.st
 
 Cases
 -----
-A graded case is one seed x one shape of the item (``cases(seeds)``); ``gradcheck.grade(..., large=True)`` (the
-grader's hidden tests) adds the item's **large case** last: about a million entries (``LARGE`` below), where a
-backward pass takes milliseconds but differentiating numerically -- one or two forward calls per entry -- takes
-minutes to hours. Its calls must finish within LARGE_SECONDS, or every sub-check fails on it with the diagnosis
-"too slow on the large case"; LARGE_PROBES random directions keep checking it cheap. It calls ``forward`` once
-(the small cases check the cache). While the grader sets ``SEED_SALT`` on its
-trusted copy (a secret of the course mixed with a hash of the submission), every graded case's random stream
-starts from the salt too: the same submission gets the same cases on a re-run, a changed one other cases.
-Public cases (``self_check``) are never salted.
+A graded case is one seed x one shape of the item (``cases(seeds)``). ``gradcheck.grade(..., large=True)`` (the
+grader's hidden tests) adds the item's **large case** last: half a million entries per input or more
+(``large_shape``, ``_LARGE_NLL``), where a backward pass takes milliseconds but differentiating numerically --
+one or two forward calls per entry -- takes minutes to hours. Its calls must finish within LARGE_SECONDS, or
+every sub-check fails on it with the diagnosis "too slow on the large case"; LARGE_PROBES random directions
+keep checking it cheap. It calls ``forward`` once (the small cases check the cache).
+
+While the grader sets ``SEED_SALT`` on its trusted copy (a course secret mixed with a hash of the submission),
+every graded case's random stream starts from the salt too: the same submission gets the same cases on a
+re-run, a changed one other cases. Public cases (``self_check``) are never salted.
 
 Sub-checks (each earns its points only if it passes on every case, seed x shape):
 
@@ -836,8 +837,9 @@ def layer_item(cls, forward, inputs, points, shapes, example, example_d_out, sca
         first_call_new_shape: the earlier forward of the "latest cache" check gets other shapes (for layers
             whose gradient depends on the input's shape only, like Sum)
         random_shape: rng -> a random input shape (random trials of the tests and the benchmark)
-        large_shape: the input shape of the large case (about a million entries in all; each returned
-            gradient is shaped like an input, and the grader's RPC caps a reply at 16 MiB)
+        large_shape: the input shape of the large case (half a million entries or more, so that a forward
+            call per entry cannot finish; each gradient is shaped like an input: the grader's RPC caps a reply
+            at 16 MiB)
     Returns:
         an Item; add it to ITEMS under "<cls>.backward"
     """
@@ -874,9 +876,9 @@ _X_EX, _Y_EX = np.arange(1, 5.), np.arange(-1, 3.)   # the notebook's example ve
 _LAYER_SHAPES = [(3, 5), (6,), (2, 3, 4), (30, 70)]
 _LAYER_POINTS = {"outputs": 0.25, "d_x": 0.5, "d_y": 0.5, "latest cache": 0.5, "inputs unchanged": 0.25}
 
-# Large cases: each returned gradient at most 4 MB (the RPC caps a reply at 16 MiB); a numerical gradient needs
-# (2 x) 500,000 dot products of 500,000 entries for DotProduct, or 2 x 24,000 losses of a 1200 x 800 X for
-# nll_grad and step (~8 ms each): minutes, against ~0.1 s for grading a backward pass.
+# Large cases (layers: 500 x 1000 unless given): each returned gradient at most 4 MB (the RPC caps a reply at
+# 16 MiB); a numerical gradient needs 2 x 500,000 forward calls of 500,000 entries for the layers, or 2 x 24,000
+# losses of a 1200 x 800 X for nll_grad and step (~8 ms each): minutes, against ~0.1 s for a backward pass.
 _LARGE_NLL = (1200, 800, 30)
 
 ITEMS = {
@@ -885,8 +887,7 @@ ITEMS = {
         example=(_X_EX, _Y_EX), example_d_out=np.ones(4)),
     "Sum.backward": layer_item(
         "Sum", np.sum, ("x",), {"outputs": 0.25, "d_x": 0.5, "latest cache": 0.125, "inputs unchanged": 0.125},
-        _LAYER_SHAPES, example=(_X_EX,), example_d_out=1.0, scalar_out=True, first_call_new_shape=True,
-        large_shape=(800, 1250)),
+        _LAYER_SHAPES, example=(_X_EX,), example_d_out=1.0, scalar_out=True, first_call_new_shape=True),
     "DotProduct.backward": layer_item(
         "DotProduct", np.dot, ("x", "y"), _LAYER_POINTS, [(6,), (11,), (700,)],
         example=(_X_EX, _Y_EX), example_d_out=1.0, scalar_out=True,
