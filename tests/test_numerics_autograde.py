@@ -20,6 +20,7 @@ from test_bug_catalog_autograde import ITEMS as CELLS  # item -> (answer cell, r
 
 from grading.cli import report, sample_class
 from grading.course import COURSE_ID, METADATA_KEY, PROBLEMS
+from grading.fixtures import reference_solutions as ref
 from grading.fixtures.numerics_catalog import ANSWERS
 
 pytestmark = pytest.mark.slow
@@ -110,24 +111,11 @@ def test_numerical_vector_and_matrix_answers_fail_the_large_case_cleanly(graded)
 
 # ---------------------------------------------------------------- hidden inputs per submission -----------
 
-PROBE = """
-import hashlib
-
-RECEIVED = []
-
-
-class Multiply:
-    def forward(self, x, y):
-        RECEIVED.append(hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
-        self.cache = (x, y)
-        return x * y
-
-    def backward(self, d_out):
-        x, y = self.cache
-        d_x = d_out * y
-        d_y = d_out * x
-        return d_x, d_y
-"""
+# The reference Multiply, recording a hash of every x it receives in RECEIVED.
+PROBE = "import hashlib\n\nRECEIVED = []\n" + ref.SOURCES["Multiply.backward"].replace(
+    "        self.cache = (x, y)\n",
+    "        RECEIVED.append(hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())\n"
+    "        self.cache = (x, y)\n")
 
 
 def probe_notebook(course, secret_path, marker=""):
@@ -156,6 +144,7 @@ def graded_outputs(course, student):
 
 
 def test_hidden_inputs_follow_the_submission_and_the_secret_stays_with_the_course(tmp_path):
+    assert PROBE.count("RECEIVED.append") == 1
     course = make_class(tmp_path / "course")
     secret_path = course / "seed_secret"
     submit(course, "pia", notebook_bytes=probe_notebook(course, secret_path))
