@@ -59,6 +59,7 @@ c.Autograde.autograde_preprocessors = [
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
+    "grading.plugins.numerics_review.FlagNumericalBackward",
     "grading.plugins.due_date.DueDate",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
@@ -73,6 +74,10 @@ c.TrustedExecute.notebook_timeout = 600
 c.ScratchBuilder.disk_quota_mb = 256
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
+# Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
+# differentiates numerically keep their points but are flagged needs_manual_grade (grading/plugins/numerics_review.py,
+# c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission with the course secret
+# in seed_secret (c.SeedSalt.*, grading/trusted/seed_salt.py): keep that file with gradebook.db.
 # Also configurable: c.TrustedModules.* (the trusted gradcheck/nn copies test cells import, and the allow-list of
 # modules the grader itself imports: grading/trusted/modules.py) and c.ScratchBuilder.* (the support files copied
 # into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).

@@ -50,6 +50,13 @@ TRIALS = 2000
 # item -> (its test cell's nbgrader points, the seeds its hidden grade() call passes, the answer cell's source),
 # read from the instructor notebook (grading/notebook_items.py).
 NOTEBOOK_TESTS = {item.name: (item.points, item.seeds, item.answer_source) for item in graded_items(SOURCE_NB)}
+
+
+def test_every_hidden_grade_call_checks_the_large_case_too():
+    sources = [c.source for c in nbformat.read(SOURCE_NB, as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade") and "gradcheck.grade(" in c.source]
+    assert len(sources) == len(NOTEBOOK_TESTS)
+    assert all(re.search(r'gradcheck\.grade\("[^"]+", \w+, seeds=\([\d, ]+\), large=True\)', s) for s in sources)
 TOTALS = {item: points for item, (points, _, _) in NOTEBOOK_TESTS.items()}   # nbgrader's points per test cell
 
 
@@ -143,7 +150,7 @@ def test_reference_gets_full_points(item):
 def test_reference_full_points_with_notebook_seeds(item):
     seeds = NOTEBOOK_TESTS[item][1]
     assert len(seeds) >= 3
-    assert run_grade(item, ref.IMPLS[item], seeds=seeds)[0] == TOTALS[item]
+    assert run_grade(item, ref.IMPLS[item], seeds=seeds, large=True)[0] == TOTALS[item]
 
 
 def _trials(args):

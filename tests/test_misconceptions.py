@@ -100,6 +100,15 @@ def test_the_students_own_text_never_names_a_mistake():
     assert misconceptions.mistake_name("d_x has type stale cache, expected a numpy array (np.ndarray)") == "wrong type"
 
 
+def test_a_numerical_gradient_too_slow_for_the_large_case_is_named():
+    """The grader's call timeout ends it (grading/fixtures/numerics_catalog.py, tests/test_numerics_autograde.py)."""
+    why = ("too slow on the large case (x, y of shape (500000,)): 30 s, limit 10 s; backpropagation takes "
+           "milliseconds there, one forward call per entry cannot finish (backward raised RemoteError: "
+           "TimeoutError: call did not finish within 30 s (interrupted))")
+    assert misconceptions.mistake_name(why) == "too slow (numerical gradient?)"
+    assert misconceptions.mistake_name("backward raised TimeoutError: too slow on the large case") == "crashed"
+
+
 def test_a_line_break_in_an_exception_name_forges_no_line(checker):
     """A type name may hold a line break, and the checker prints type names: it folds them onto one line, so the
     student's "missing 1/N" stays inside a crash report and is never counted as a mistake."""

@@ -21,6 +21,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from grading.cli.report import reason_from_nbgrader_result
 from grading.plugins.intake import SubmissionIntake
+from grading.trusted.seed_salt import SeedSalt
 
 STARTED_TOPIC = "grading-task-started"  # Dask event a task logs when it starts: {"key": ..., "worker": ...}
 TRUSTED_EXECUTE = "grading.plugins.trusted_execute.TrustedExecute"
@@ -55,10 +56,14 @@ def regular_files(base):
 
 
 def course_payload(course, assignment):
-    """The course files a worker needs to grade like this course does, as {relative path: bytes}."""
+    """The course files a worker needs to grade like this course does, as {relative path: bytes}: with the seed
+    secret (created here if the course has none yet), so workers draw the hidden inputs sequential grading does."""
     course = Path(course)
-    cd = load_api(course).coursedir
+    api = load_api(course)
+    cd = api.coursedir
     files = {rel: (course / rel).read_bytes() for rel in ["nbgrader_config.py", "gradebook.db", "nn.py"]}
+    seeds = SeedSalt(config=api.config)
+    files[seeds.secret_file] = seeds.secret(str(course))
     for folder in (cd.source_directory, cd.release_directory):
         base = Path(folder) / assignment
         files.update({str(base / rel): data for rel, data in regular_files(course / base).items()})

@@ -39,6 +39,7 @@ from grading.trusted.modules import TrustedModules
 from grading.trusted.outputs import (LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info,
                                      stream_output)
 from grading.trusted.runner import TrustedCellSetup, run_test_cell
+from grading.trusted.seed_salt import SeedSalt
 
 __all__ = ["TrustedExecute"]
 
@@ -85,7 +86,9 @@ class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
                  coursedir.source_directory, "release_directory": coursedir.release_directory,
                  "assignment_id": info.get("assignment") or ""}
         self.tests = sources_of_test_cells(info, coursedir.course_id or "default_course", self.log)
-        self.setup = TrustedCellSetup(TrustedModules(paths, parent=self), output_limit=self.max_output_bytes_per_cell,
+        seeds = SeedSalt(parent=self)   # hidden inputs depend on the submission (grading/trusted/seed_salt.py)
+        modules = TrustedModules(paths, seeds.module_settings(seeds.salt(nb, paths["course_root"])), parent=self)
+        self.setup = TrustedCellSetup(modules, output_limit=self.max_output_bytes_per_cell,
                                       time_budget=self.test_cell_timeout)
         self.budget = OutputBudget(self.max_output_bytes_per_cell, self.max_output_bytes_per_notebook)
         self.life = KernelLife(nb, self.max_kernel_restarts, self.log, self.notebook_timeout)

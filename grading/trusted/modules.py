@@ -38,10 +38,13 @@ class TrustedModules(LoggingConfigurable):
                                 "is bound to one of them in the student kernel; any other module stays a remote "
                                 "handle.").tag(config=True)
 
-    def __init__(self, paths: t.Mapping[str, str] | None = None, **kwargs: t.Any):
-        """`paths` fill in `dir_templates`."""
+    def __init__(self, paths: t.Mapping[str, str] | None = None,
+                 settings: t.Mapping[str, t.Mapping[str, t.Any]] | None = None, **kwargs: t.Any):
+        """`paths` fill in `dir_templates`; `settings` ({module: {attribute: value}}) are set on a trusted module
+        right after it is loaded, before any test cell uses it (the engine's per-submission seed salt)."""
         super().__init__(**kwargs)
         self.dirs = [d for d in (tpl.format(**(paths or {})) for tpl in self.dir_templates) if d]
+        self.settings = {name: dict(values) for name, values in (settings or {}).items()}
         self.modules: dict[str, types.ModuleType] = {}
         self.builtins = dict(vars(builtins))
         self.builtins["__import__"] = self._import
@@ -69,6 +72,8 @@ class TrustedModules(LoggingConfigurable):
         sys.modules[name] = mod        # while executing only (dataclasses & co. look themselves up there)
         try:
             exec(code, mod.__dict__)
+            for attribute, value in self.settings.get(name, {}).items():
+                setattr(mod, attribute, value)
         except BaseException:
             del self.modules[name]
             raise

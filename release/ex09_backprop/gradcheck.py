@@ -7,7 +7,7 @@ In the notebook::
     gradcheck.grade("Multiply.backward", Multiply)        # every sub-check with its points
     gradcheck.check_all(globals())                        # one table: every item, public points
 
-The grader runs these same checks (with more seeds and shapes).
+The grader runs these same checks (with more seeds and shapes, and one large case per item).
 
 What is called, and what must come back
 ---------------------------------------
@@ -29,6 +29,9 @@ LogisticRegression.step    ``m = LogisticRegression(D, K, lr); m.params = {'W': 
   ones); nll_grad is checked at random W, b and at W = 0, b = 0; step uses random W0, b0 and lr = 0.37.
 * ``forward`` is called twice before ``backward``: backward must use the latest inputs.
 * Your code must not modify the arrays it is given.
+* The grader also checks one large case per item (half a million entries or more) that must finish within 10 s:
+  backpropagation takes milliseconds there, a gradient computed numerically (a forward call per entry)
+  takes far longer. ``grade(item, impl, large=True)`` runs it here.
 
 How a gradient is compared
 --------------------------
@@ -109,18 +112,21 @@ def _engine():
     return gradcheck_engine
 
 
-def grade(item, impl, seeds=None):
+def grade(item, impl, seeds=None, large=False):
     """Grade one item: print one line per sub-check and return the points earned.
 
     Args:
         item: an item name, e.g. "Multiply.backward"
         impl: your class (layers, LogisticRegression) or function (nll_grad)
         seeds: fixed seeds of the cases (default: gradcheck_engine.GRADE_SEEDS), so a re-run grades the same
+        large: also check one large case (half a million entries or more), as the grader does. Backpropagation
+            takes milliseconds there; a gradient computed numerically, one forward call per entry, takes minutes
+            or more and fails as too slow (the grader stops waiting after 30 s)
     Returns:
         points earned, a float (the last value of the test cell: nbgrader's partial credit)
     """
     engine = _engine()
-    results = engine.run_checks(item, impl, engine.GRADE_SEEDS if seeds is None else seeds)
+    results = engine.run_checks(item, impl, engine.GRADE_SEEDS if seeds is None else seeds, large=large)
     earned = float(sum(r.earned for r in results.values()))
     print(f"{item}: {earned:g} / {engine.ITEMS[item].total:g} points")
     for name, r in results.items():

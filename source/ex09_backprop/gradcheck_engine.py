@@ -19,6 +19,19 @@ The reference forward pass is all the checker knows of a layer: the true gradien
 finite differences, never written down. ``nll_grad`` and ``LogisticRegression.step`` have their own runners
 (``_run_nll``, ``_run_step``).
 
+Cases
+-----
+A graded case is one seed x one shape of the item (``cases(seeds)``). ``gradcheck.grade(..., large=True)`` (the
+grader's hidden tests) adds the item's **large case** last: half a million entries per input or more
+(``large_shape``, ``_LARGE_NLL``), where a backward pass takes milliseconds but differentiating numerically --
+one or two forward calls per entry -- takes minutes to hours. Its calls must finish within LARGE_SECONDS, or
+every sub-check fails on it with the diagnosis "too slow on the large case"; LARGE_PROBES random directions
+keep checking it cheap. It calls ``forward`` once (the small cases check the cache).
+
+While the grader sets ``SEED_SALT`` on its trusted copy (a course secret mixed with a hash of the submission),
+every graded case's random stream starts from the salt too: the same submission gets the same cases on a
+re-run, a changed one other cases. Public cases (``self_check``) are never salted.
+
 Sub-checks (each earns its points only if it passes on every case, seed x shape):
 
 * ``d_<input>`` (``d_W``, ``W update``, ...): the gradient matches finite differences within TOL.
@@ -52,6 +65,7 @@ import contextlib
 import html
 import os
 import sys
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -67,6 +81,10 @@ NUM_PROBES = 6
 GRADE_SEEDS = (1, 2, 3)
 PUBLIC_SEEDS = (101, 102)
 STEP_LR = 0.37        # not the default 1e-2, so an ignored learning rate shows
+LARGE_SECONDS = 10.0  # a large case's calls must finish within this; a correct answer takes < 0.1 s there
+LARGE_PROBES = 2      # random directions per gradient of a large case (each costs two reference forward passes)
+LARGE_STREAM = 999    # the large case's random stream: [seed, LARGE_STREAM] (small cases use [seed, shape index])
+SEED_SALT = None      # set by the grader on its trusted copy (an int): mixed into every graded case's stream
 
 # What run_checks reports per sub-check: points earned and possible, the first diagnosis, the max rel. error.
 Result = namedtuple("Result", "earned possible reason error")
@@ -129,21 +147,24 @@ def _nll(X, W, b, Y):
     return nn.CategoricalCrossEntropy().forward(X @ W + b, Y)
 
 
-def _nll_target(f, x, seed):
+def _nll_target(f, x, seed, probes=None):
     """Target for a loss f(x): L = mean(log(sum exp) - logit), and log of a sum >= 1
     is rounded to ~eps_machine in absolute terms even when L ~ 0: magnitude |L| + 1."""
-    return _Target(f, x, 1.0, seed, magnitude=lambda: abs(f(x)) + 1.0)
+    return _Target(f, x, 1.0, seed, magnitude=lambda: abs(f(x)) + 1.0, probes=probes)
 
 
 class _Target:
     """True gradient of sum(f(x) * d_out) w.r.t. x; computed on first use."""
 
-    def __init__(self, f, x, d_out, seed, magnitude=None):
+    def __init__(self, f, x, d_out, seed, magnitude=None, probes=None):
         """magnitude: sum of |terms| added up to compute L, which sets its rounding
-        noise; the default |L| is too small when terms cancel (the layers pass theirs)."""
+        noise; the default |L| is too small when terms cancel (the layers pass theirs).
+        probes: always check along this many random directions (the large cases), else
+        entry by entry up to MAX_ENTRYWISE entries and along NUM_PROBES directions above."""
         self.f, self.x, self.d_out, self.seed = f, x, d_out, seed
         self.magnitude = magnitude or (lambda: float(np.sum(np.abs(f(x) * np.asarray(d_out)))))
-        self.entrywise = x.size <= MAX_ENTRYWISE
+        self.entrywise = probes is None and x.size <= MAX_ENTRYWISE
+        self.probes = probes or NUM_PROBES
         self._full = self._noise = None
 
     @property
@@ -229,6 +250,27 @@ def _attempt(fn):
         return ("err", str(r))
     except Exception as e:   # e.g. a result that cannot be copied (self-containing list)
         return ("err", f"the returned value could not be read ({type(e).__name__})")
+
+
+TOO_SLOW = "too slow on the large case"
+
+
+def _timed(case, fn):
+    """_attempt(fn); on the large case, a run over LARGE_SECONDS fails as too slow, whatever it returned
+    (the grader's call timeout may stop it first: the reason then says so too)."""
+    start = time.monotonic()
+    r = _attempt(fn)
+    seconds = time.monotonic() - start
+    if "large" not in case or seconds <= LARGE_SECONDS:
+        return r
+    return ("err", f"{TOO_SLOW} ({case['large']}): {seconds:.0f} s, limit {LARGE_SECONDS:g} s; "
+                   "backpropagation takes milliseconds there, one forward call per entry cannot finish"
+            + (f" ({r[1]})" if r[0] == "err" else ""))
+
+
+def _probes(case):
+    """Directions a large case's gradients are checked along (None: the usual rule, see _Target)."""
+    return LARGE_PROBES if "large" in case else None
 
 
 def _tname(v):
@@ -338,7 +380,7 @@ def _project(target, a, seed):
     random directions drawn from ``seed`` (so two targets can share directions)."""
     if target.entrywise:
         return a.ravel(), target.full.ravel()
-    return directional_derivatives(target.f, target.x, target.d_out, a, seed=seed)
+    return directional_derivatives(target.f, target.x, target.d_out, a, target.probes, seed=seed)
 
 
 def _close(got, e, target):
@@ -457,19 +499,22 @@ def _random_d_out(rng):
             return d if rng.random() < 0.5 else -d
 
 
-def _layer_case(layer, rng, shape, inputs=None, d_out=None):
-    """inputs: the latest forward's arrays; first: an earlier forward's; d_out."""
+def _layer_case(layer, rng, shape, inputs=None, d_out=None, large=False):
+    """inputs: the latest forward's arrays; first: an earlier forward's (None in the large case); d_out."""
     def draw(s):
         return [10 ** rng.uniform(-1, 1) * rng.standard_normal(s) for _ in layer.inputs]
-    first = draw(_first_shape(shape) if layer.first_call_new_shape else shape)
+    first = None if large else draw(_first_shape(shape) if layer.first_call_new_shape else shape)
     inputs = draw(shape) if inputs is None else [np.array(v, dtype=np.float64) for v in inputs]
     if d_out is None:
         d_out = (_random_d_out(rng) if layer.scalar_out
                  else 10 ** rng.uniform(-1, 1) * rng.standard_normal(shape))
-    return {"inputs": inputs, "first": first, "d_out": d_out, "seed": int(rng.integers(2**31))}
+    case = {"inputs": inputs, "first": first, "d_out": d_out, "seed": int(rng.integers(2**31))}
+    if large:
+        case["large"] = f"{', '.join(layer.inputs)} of shape {shape}"
+    return case
 
 
-def _layer_targets(layer, inputs, first, d_out, seed):
+def _layer_targets(layer, inputs, first, d_out, seed, probes=None):
     """The true gradients, and hyps(i, stale): the named mistakes of input i as the gradient each would give."""
     n, labels = len(inputs), layer.grads
 
@@ -477,17 +522,17 @@ def _layer_targets(layer, inputs, first, d_out, seed):
         return lambda v: layer.forward(*[v if j == i else args[j] for j in range(n)])
     # Rounding noise of L scales with the sum of |terms|: the forward of |inputs|.
     magnitude = lambda: float(np.sum(np.abs(layer.forward(*map(np.abs, inputs)) * d_out)))  # noqa: E731
-    targets = [_Target(fwd_of(i, inputs), inputs[i], d_out, seed + i, magnitude) for i in range(n)]
+    targets = [_Target(fwd_of(i, inputs), inputs[i], d_out, seed + i, magnitude, probes) for i in range(n)]
     ones = 1.0 if layer.scalar_out else np.ones_like(d_out)
 
     def hyps(i, stale):
         s = targets[i].seed
         h = [("stale cache: matches the inputs of the FIRST forward call; backward must use the latest",
-              _Target(fwd_of(i, first), first[i], d_out, s, magnitude))] if stale else []
+              _Target(fwd_of(i, first), first[i], d_out, s, magnitude, probes))] if stale else []
         h += [(f"outputs swapped ({labels[i]} is the gradient w.r.t. {layer.inputs[j]})", targets[j])
               for j in range(n) if j != i]
         return h + [("d_out ignored (matches the gradient for d_out = 1)",
-                     _Target(targets[i].f, inputs[i], ones, s, magnitude))]
+                     _Target(targets[i].f, inputs[i], ones, s, magnitude, probes))]
     return targets, hyps
 
 
@@ -496,37 +541,43 @@ def _run_layer(layer, impl, case):
     n, labels = len(inputs), layer.grads
     keep = lambda d: d.copy() if isinstance(d, np.ndarray) else d   # noqa: E731
     sent1, d1 = [v.copy() for v in inputs], keep(d_out)
-    sentA, sentB, d2 = [v.copy() for v in first], [v.copy() for v in inputs], keep(d_out)
+    # (sent copies, the arrays they copy): what must be unchanged afterwards
+    sent = [(sent1, inputs)] + ([] if first is None else [([v.copy() for v in first], first),
+                                                          ([v.copy() for v in inputs], inputs)])
+    sent_d = [d1] + ([] if first is None else [keep(d_out)])
 
     def run(forwards, d):
         obj = _call(f"{layer.cls}()", impl)
         for args in forwards:
             _call("forward", lambda: obj.forward(*args))
         return _snapshot(_call("backward", lambda: obj.backward(d)))
-    r1, r2 = _attempt(lambda: run([sent1], d1)), _attempt(lambda: run([sentA, sentB], d2))
+    r1 = _timed(case, lambda: run([sent1], d1))
+    # forward twice, then backward (the large case skips this: it times one backward)
+    r2 = None if first is None else _attempt(lambda: run([sent[1][0], sent[2][0]], sent_d[1]))
 
     def values(r):
         if r[0] == "err":
             raise _Reason(r[1])
         return _unpack(r[1], labels, "backward")
-    targets, hyps = _layer_targets(layer, inputs, first, d_out, case["seed"])
+    targets, hyps = _layer_targets(layer, inputs, first, d_out, case["seed"], _probes(case))
     status = {}
 
     def latest_check():
         right = [i for i in range(n) if status[i] == "right"]
         if not right:
             raise _Reason("not checked yet: no gradient is right after a single forward call")
+        if r2 is None:
+            return None
         vals = values(r2)   # gradients right after one forward must stay right after two
         return max(_compare(labels[i], vals[i], targets[i], hyps(i, True), SIGN) for i in right)
 
     def inputs_check():
-        for r in (r1, r2):   # a stub that returns nothing usable earns nothing here
+        for r in (r1, r2) if r2 else (r1,):   # a stub that returns nothing usable earns nothing here
             for v, lab, inp in zip(values(r), labels, inputs):
                 _float_array(v, lab, inp.shape)
-        pairs = [(name, s, o) for sent, orig in ((sent1, inputs), (sentA, first), (sentB, inputs))
-                 for name, s, o in zip(layer.inputs, sent, orig)]
+        pairs = [(name, s, o) for copies, orig in sent for name, s, o in zip(layer.inputs, copies, orig)]
         if not layer.scalar_out:   # a float d_out cannot be modified
-            pairs += [("d_out", d1, d_out), ("d_out", d2, d_out)]
+            pairs += [("d_out", d, d_out) for d in sent_d]
         bad = _changed(pairs)
         if bad:
             raise _Reason(f"modified its input {bad} in place (work on a copy, or build new arrays)")
@@ -572,9 +623,12 @@ def _run_nll(impl, case):
     runs = []
     for tag, W, b in case["points"]:
         sent = [X.copy(), W.copy(), b.copy(), Y.copy()]
-        r = _attempt(lambda s=sent: _snapshot(_call("nll_grad", lambda: impl(*s))))
-        tW = _nll_target(lambda W_, b=b: _nll(X, W_, b, Y), W, seed)
-        tb = _nll_target(lambda b_, W=W: _nll(X, W, b_, Y), b, seed + 1)
+        if runs and runs[-1][3][0] == "err" and runs[-1][3][1].startswith(TOO_SLOW):
+            r = runs[-1][3]   # once too slow, the large case waits for no further call
+        else:
+            r = _timed(case, lambda s=sent: _snapshot(_call("nll_grad", lambda: impl(*s))))
+        tW = _nll_target(lambda W_, b=b: _nll(X, W_, b, Y), W, seed, _probes(case))
+        tb = _nll_target(lambda b_, W=W: _nll(X, W, b_, Y), b, seed + 1, _probes(case))
         runs.append((tag, [X, W, b, Y], sent, r, (tW, tb)))
 
     def values(r):
@@ -639,7 +693,7 @@ def _step_run(impl, case):
         _call("setting model.params", lambda: setattr(model, "params", {"W": W0.copy(), "b": b0.copy()}))
         loss = _call("step", lambda: model.step(case["Xs"], case["Ys"]))
         return _snapshot((loss, _call("reading model.params", lambda: model.params)))
-    return _attempt(run)
+    return _timed(case, run)
 
 
 def _run_step(impl, case):
@@ -648,8 +702,8 @@ def _run_step(impl, case):
     N = X.shape[0]
     case = dict(case, Xs=X.copy(), Ys=Y.copy())
     r = _step_run(impl, case)
-    targets = {"W": _nll_target(lambda W_: _nll(X, W_, b0, Y), W0, seed),
-               "b": _nll_target(lambda b_: _nll(X, W0, b_, Y), b0, seed + 1)}
+    targets = {"W": _nll_target(lambda W_: _nll(X, W_, b0, Y), W0, seed, _probes(case)),
+               "b": _nll_target(lambda b_: _nll(X, W0, b_, Y), b0, seed + 1, _probes(case))}
     before = {"W": W0, "b": b0}
 
     def after(p):
@@ -735,25 +789,39 @@ class Item:
     impl_name: the name the notebook defines (a class or function; check_all looks it up);
     points: sub-check -> points, the one place the split is written down (their sum is the test cell's points);
     run(impl, case): sub-check -> (ok, reason, max rel. error or None), in the order of ``points``;
-    cases(seeds): graded cases; public(): self_check's cases; random(rng): one random case (tests, benchmark).
+    makers: rng -> one graded case, per shape; large: rng -> the large case;
+    public(): self_check's cases; random(rng): one random case (tests, benchmark).
     """
 
-    def __init__(self, impl_name, points, run, cases, public, random):
+    def __init__(self, impl_name, points, run, makers, large, public, random):
         self.impl_name, self.points, self.run = impl_name, dict(points), run
-        self.cases, self.public, self.random = cases, public, random
+        self.makers, self.large, self.public, self.random = list(makers), large, public, random
 
     @property
     def total(self):
         return float(sum(self.points.values()))
 
+    def cases(self, seeds, large=False):
+        """The graded cases: one per (seed, shape), then with ``large`` the large case (of the first seed);
+        their streams start from SEED_SALT when the grader set one."""
+        cases = _seeded(seeds, self.makers, SEED_SALT)
+        if large and seeds:
+            cases.append(self.large(_stream(seeds[0], LARGE_STREAM, SEED_SALT)))
+        return cases
 
-def _seeded(seeds, makers):
+
+def _stream(seed, k, salt=None):
+    """The random stream of case k of ``seed``; a salt (the grader's SEED_SALT) makes it another one."""
+    return np.random.default_rng([seed, k] if salt is None else [salt, seed, k])
+
+
+def _seeded(seeds, makers, salt=None):
     """One case per (seed, maker); each gets its own stream so adding one changes no other."""
-    return [make(np.random.default_rng([seed, k])) for seed in seeds for k, make in enumerate(makers)]
+    return [make(_stream(seed, k, salt)) for seed in seeds for k, make in enumerate(makers)]
 
 
 def layer_item(cls, forward, inputs, points, shapes, example, example_d_out, scalar_out=False,
-               first_call_new_shape=False, random_shape=distinct_shape):
+               first_call_new_shape=False, random_shape=distinct_shape, large_shape=(500, 1000)):
     """Declare a layer item: the notebook's ``cls`` with ``forward(*inputs)`` and ``backward(d_out)``.
 
     Args:
@@ -769,6 +837,9 @@ def layer_item(cls, forward, inputs, points, shapes, example, example_d_out, sca
         first_call_new_shape: the earlier forward of the "latest cache" check gets other shapes (for layers
             whose gradient depends on the input's shape only, like Sum)
         random_shape: rng -> a random input shape (random trials of the tests and the benchmark)
+        large_shape: the input shape of the large case (half a million entries or more, so that a forward
+            call per entry cannot finish; each gradient is shaped like an input: the grader's RPC caps a reply
+            at 16 MiB)
     Returns:
         an Item; add it to ITEMS under "<cls>.backward"
     """
@@ -780,24 +851,35 @@ def layer_item(cls, forward, inputs, points, shapes, example, example_d_out, sca
     order = ["outputs", *layer.grads, "latest cache", "inputs unchanged"]
     return Item(
         cls, {name: points[name] for name in order}, lambda impl, case: _run_layer(layer, impl, case),
-        cases=lambda seeds: _seeded(seeds, [make(s) for s in shapes]),
+        makers=[make(s) for s in shapes], large=lambda rng: _layer_case(layer, rng, large_shape, large=True),
         public=lambda: ([_layer_case(layer, np.random.default_rng(PUBLIC_SEEDS[0]), np.shape(example[0]),
                                      example, example_d_out)]
                         + _seeded(PUBLIC_SEEDS, [make(shapes[0])])),
         random=lambda rng: _layer_case(layer, rng, random_shape(rng)))
 
 
-def _model_item(impl_name, points, run, make_case, shapes):
+def _model_item(impl_name, points, run, make_case, shapes, large_dims):
     """An item on (N, D, K) data: nll_grad or LogisticRegression.step."""
-    return Item(impl_name, points, run,
-                cases=lambda seeds: _seeded(seeds, [lambda rng, s=s: make_case(rng, *s) for s in shapes]),
+    return Item(impl_name, points, run, makers=[lambda rng, s=s: make_case(rng, *s) for s in shapes],
+                large=lambda rng: _large_model_case(make_case(rng, *large_dims)),
                 public=lambda: _seeded(PUBLIC_SEEDS, [lambda rng: make_case(rng, *shapes[0])]),
                 random=lambda rng: make_case(rng, *_nll_dims(rng)))
+
+
+def _large_model_case(case):
+    """The large case, named by its size."""
+    N, D = case["X"].shape
+    return dict(case, large=f"X of shape ({N}, {D}), {case['Y'].shape[1]} classes")
 
 
 _X_EX, _Y_EX = np.arange(1, 5.), np.arange(-1, 3.)   # the notebook's example vectors
 _LAYER_SHAPES = [(3, 5), (6,), (2, 3, 4), (30, 70)]
 _LAYER_POINTS = {"outputs": 0.25, "d_x": 0.5, "d_y": 0.5, "latest cache": 0.5, "inputs unchanged": 0.25}
+
+# Large cases (layers: 500 x 1000 unless given): each returned gradient at most 4 MB (the RPC caps a reply at
+# 16 MiB); a numerical gradient needs 2 x 500,000 forward calls of 500,000 entries for the layers, or 2 x 24,000
+# losses of a 1200 x 800 X for nll_grad and step (~8 ms each): minutes, against ~0.1 s for a backward pass.
+_LARGE_NLL = (1200, 800, 30)
 
 ITEMS = {
     "Multiply.backward": layer_item(
@@ -809,13 +891,14 @@ ITEMS = {
     "DotProduct.backward": layer_item(
         "DotProduct", np.dot, ("x", "y"), _LAYER_POINTS, [(6,), (11,), (700,)],
         example=(_X_EX, _Y_EX), example_d_out=1.0, scalar_out=True,
-        random_shape=lambda rng: (int(np.exp(rng.uniform(np.log(2), np.log(1000)))),)),
+        random_shape=lambda rng: (int(np.exp(rng.uniform(np.log(2), np.log(1000)))),), large_shape=(500_000,)),
     "nll_grad": _model_item(
         "nll_grad", {"outputs": 0.5, "d_W": 1.0, "d_b": 1.0, "inputs unchanged": 0.5}, _run_nll, _nll_case,
-        [(7, 5, 3), (11, 4, 6), (30, 8, 10)]),
+        [(7, 5, 3), (11, 4, 6), (30, 8, 10)], _LARGE_NLL),
     "LogisticRegression.step": _model_item(
         "LogisticRegression", {"loss before update": 0.5, "W update": 0.75, "b update": 0.5,
-                               "inputs unchanged": 0.25}, _run_step, _step_case, [(7, 5, 3), (11, 4, 6)]),
+                               "inputs unchanged": 0.25}, _run_step, _step_case, [(7, 5, 3), (11, 4, 6)],
+        _LARGE_NLL),
 }
 
 
@@ -823,7 +906,7 @@ ITEMS = {
 # Running the checks
 # --------------------------------------------------------------------------
 
-def run_checks(item, impl, seeds=GRADE_SEEDS, cases=None):
+def run_checks(item, impl, seeds=GRADE_SEEDS, cases=None, large=False):
     """Run every sub-check of ``item`` on every case.
 
     Args:
@@ -831,13 +914,14 @@ def run_checks(item, impl, seeds=GRADE_SEEDS, cases=None):
         impl: the student's class or function
         seeds: which graded cases to build (ignored when ``cases`` is given)
         cases: explicit cases, e.g. ``ITEMS[item].public()`` or ``[ITEMS[item].random(rng)]``
+        large: also the item's large case (with ``seeds``)
     Returns:
         dict sub-check -> Result(earned, possible, reason, max rel. error or None);
         a sub-check earns its points only if it passes on every case, and
         ``reason`` is the diagnosis from the first case where it failed.
     """
     spec = ITEMS[item]
-    cases = spec.cases(seeds) if cases is None else cases
+    cases = spec.cases(seeds, large) if cases is None else cases
     if not cases:   # nothing checked must not mean full points
         raise ValueError("no cases to check: give at least one seed")
     state = {name: [True, "", None] for name in spec.points}
