@@ -232,5 +232,6 @@ def test_what_counts_as_numerical():
         ["calls numerical_gradient"]
     assert signs(backward.format("gradient = d_out * np.ones_like(self.cache); return gradient")) == []
     assert signs(backward.format("return d_out * np.ones_like(self.cache)"), "def forward(x):\n    return 1e-9") == []
+    assert signs("class Sum:\n    backward = lambda self, d_out: self.forward(self.cache)") == ["calls forward"]
     assert signs("class Sum:\n    def backward(self, d_out:\n") == []          # a syntax error flags nothing
     assert signs("def forward(x):\n    return x * 1j") == []                     # only backward is read

@@ -67,11 +67,9 @@ class FlagNumericalBackward(NbGraderPreprocessor):
         """What in `answer`'s backward (and the notebook functions it calls, from `sources`) looks numerical."""
         defs = {}
         for source in sources:
-            for node in _walk(source):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    defs.setdefault(node.name, []).append(node)
-        todo = [n for n in _walk(answer) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and n.name == self.method]
+            for name, node in _definitions(source):
+                defs.setdefault(name, []).append(node)
+        todo = [node for name, node in _definitions(answer) if name == self.method]
         seen, signs = {self.method, *self.forward_names}, []
         while todo:
             for node in ast.walk(todo.pop()):
@@ -94,6 +92,15 @@ class FlagNumericalBackward(NbGraderPreprocessor):
         if type(value) is float and 0 < abs(value) <= self.max_step:
             return 3, f"uses a finite-difference step ({value:g})"
         return None
+
+
+def _definitions(source):
+    """(name, node) of every function a source defines: ``def name`` and ``name = lambda ...``."""
+    for node in _walk(source):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            yield from ((target.id, node.value) for target in node.targets if isinstance(target, ast.Name))
 
 
 def _walk(source):
