@@ -258,3 +258,13 @@ def test_the_canvas_column_names_the_canvas_assignment(graded):
     assert (graded / "canvas.csv").read_text().splitlines()[0].endswith(",In-class exercise 9 (4711)")
     nbgrader(graded, "export", "--to", "stock.csv")   # nbgrader's own export is untouched
     assert (graded / "stock.csv").read_text().splitlines()[0] == ",".join(NBGRADER_COLUMNS)
+
+
+def test_the_collector_takes_the_configured_due_date_before_the_gradebook_has_one():
+    """A first `make collect-lms` on a new course: the gradebook has no due date yet (autograde writes
+    c.DueDate.due_date there), so the collector reads nbgrader_config.py's, as autograde will."""
+    from traitlets.config import Config
+
+    from grading.plugins.lms_collector import LmsCollector
+    collector = LmsCollector(config=Config({"DueDate": {"due_date": "2026-12-04 23:59:59 Europe/Berlin"}}))
+    assert str(collector.due_date) == "2026-12-04 22:59:59"   # naive UTC, as nbgrader keeps it

@@ -32,7 +32,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dateutil.parser
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
+from nbgrader.utils import parse_utc
 from traitlets import Int, Unicode
+
+from grading.plugins.due_date import DueDate
 
 CANVAS_FILE = re.compile(r"^(?P<name>.*?)_(?:(?P<late>LATE)_)?(?P<lms_id>\d+)_\d+_(?P<file>.+)$", re.IGNORECASE)
 MOODLE_FILE = re.compile(r"(?:^|/)(?P<name>[^/]*)_(?P<participant>\d+)_assignsubmission_file"
@@ -145,7 +148,11 @@ class LmsCollector(FileNameCollectorPlugin):
 
     @cached_property
     def due_date(self):
-        """The assignment's due date in the gradebook (naive UTC, as nbgrader keeps it), or None."""
+        """The assignment's due date (naive UTC, as nbgrader keeps it): nbgrader_config.py's c.DueDate.due_date,
+        the one every autograde writes into the gradebook, else the gradebook's; None when neither has one."""
+        configured = DueDate(config=self.config).due_date
+        if configured is not None:
+            return parse_utc(configured).replace(tzinfo=None)
         with Gradebook(self.parent.coursedir.db_url, self.parent.coursedir.course_id) as gb:
             try:
                 return gb.find_assignment(self.assignment).duedate
