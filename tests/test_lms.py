@@ -206,7 +206,7 @@ def graded(collected):
     """The collected class after the real `nbgrader autograde` and `make export`."""
     course, _ = collected
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    make(course, "-o", "autograde", "export")   # export's recipe as is, without re-running its prerequisites
+    make(course, "-o", "venv", "-o", "autograde", "export")   # export's recipe as is, not its prerequisites
     return course
 
 
