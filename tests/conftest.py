@@ -29,6 +29,11 @@ def course(tmp_path):
     return root
 
 
+# One course secret for the test courses whose grading is compared across courses: the same submission then draws
+# the same hidden inputs in each (grading/trusted/seed_salt.py).
+TEST_SECRET = "0f" * 32 + "\n"
+
+
 def solution_and_hidden_lines(nb_path=SOURCE_NB):
     """Instructor-only lines of the source notebook: inside solution or hidden-test regions and nowhere else."""
     nb = nbformat.read(nb_path, as_version=4)

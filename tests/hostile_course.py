@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader, solution_and_hidden_lines
+from conftest import ASSIGNMENT, SOURCE_NB, TEST_SECRET, make_course, nbgrader, solution_and_hidden_lines
 from grading.cli.sample_class import solution_sources
 from hostile_catalog import NOTEBOOK, POINTS, Context, honest
 
@@ -29,18 +29,13 @@ c.TrustedExecute.interrupt_grace = 3
 """
 
 
-CATALOG_SECRET = "0f" * 32 + "\n"
-
-
 def build_class(root, entries, honest_student=HONEST):
     """A course with the assignment released and one submission per catalog entry (student id = entry name)
     plus an honest, fully correct student. Returns the course directory."""
     course = make_course(root)
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + CATALOG_CONFIG)
-    # One course secret for every catalog course: the same submission then draws the same hidden inputs in any of
-    # them (grading/trusted/seed_salt.py), so the honest student's outputs can be compared across classes.
-    (course / "seed_secret").write_text(CATALOG_SECRET)
+    (course / "seed_secret").write_text(TEST_SECRET)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB), outside=course.parent / "outside")
     for entry in entries:
