@@ -3,6 +3,7 @@ renders its formulas with the local MathJax (feedback/mathjax/, grading/plugins/
 feedback page and formgrader, served by a real Jupyter server on localhost, show the checker's longest
 diagnosis lines whole (grading/plugins/wrap_output.py). Screenshots go to test-artifacts/.
 """
+import re
 import json
 import os
 import subprocess
@@ -87,5 +88,7 @@ def test_formgrader_shows_full_diagnosis_lines(browser, formgrader):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "formgrader-diagnosis-lines.png"))
     assert page.evaluate(CLIPPED, LONG_LINE) == [{"cut": False, "beyond": False}]
-    assert "worst d_y[0, 0]: got" in line.inner_text() and "(rel. error 1)" in line.inner_text().replace("\n", " ")
+    # The worst entry depends on the submission's hidden inputs (salted per submission): any entry, whole line.
+    text = line.inner_text().replace("\n", " ")
+    assert re.search(r"worst d_y\[[\d, ]+\]: got", text) and "(rel. error 1)" in text
     page.close()
