@@ -24,12 +24,18 @@ c.TrustedExecute.interrupt_grace = 3
 """
 
 
+# One course secret for every catalog course, so that the honest student draws the same hidden inputs in each
+# class and its outputs can be compared across them (grading/trusted/seed_salt.py).
+CATALOG_SECRET = "hostile-catalog-courses-share-one-secret\n"
+
+
 def build_class(root, entries, honest_student=HONEST):
     """A course with the assignment released and one submission per catalog entry (student id = entry name)
     plus an honest, fully correct student. Returns the course directory."""
     course = make_course(root)
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + CATALOG_CONFIG)
+    (course / "seed_secret").write_text(CATALOG_SECRET)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB))
     for entry in entries:
