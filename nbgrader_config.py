@@ -5,11 +5,16 @@ Everything an instructor may want to change about grading is set here, through n
 import os
 import sys
 
+import nbgrader
+from nbgrader.converters import Autograde
+
 c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grading.course import COURSE_ID  # noqa: E402 -- needs the sys.path entry above
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
+from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
+from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -18,31 +23,55 @@ c.CourseDirectory.course_id = COURSE_ID
 # What students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
+# The due date: here and nowhere else (grading/plugins/due_date.py writes it into the gradebook at every autograde,
+# so changing it recomputes late penalties at the next `make autograde`). None: the gradebook's date stands.
+# Example: c.DueDate.due_date = "2026-11-20 23:59:59 Europe/Berlin"
+c.DueDate.due_date = None
+
 # Late submissions lose 10 % of their score per started day after the due date (grading/plugins/late_penalty.py).
 c.AssignLatePenalties.plugin_class = "grading.plugins.late_penalty.PercentPerDayLate"
 c.PercentPerDayLate.percent_per_day = 10.0
 
 # Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
 # hidden tests into each test cell and nbgrader would otherwise print them in the feedback (nbgrader issue 1363).
+# The bundle's ClearHiddenTests reads only test cells, so a marker comment in an answer cannot stop the feedback.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "grading.plugins.clear_hidden_tests.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "grading.plugins.wrap_output.WrapOutputLines",
 ]
 
+# Submission intake (grading/plugins/intake.py): before nbgrader opens anything of a submission, it is walked with
+# lstat and refused whole if it holds a symbolic link, device, FIFO, socket or hard link, or is too big. nbgrader
+# ignores exceptions of its pre_convert_hook, so the check goes in front of Autograde's first per-student step.
+refuse_unsafe_submissions(Autograde)
+c.SubmissionIntake.max_files = 200       # files and folders per submission
+c.SubmissionIntake.max_total_mb = 100    # bytes of all its files
+
 # Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
-# (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute step replaced.
+# (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute
+# step replaced.
 c.Autograde.autograde_preprocessors = [
     "grading.plugins.trusted_execute.TrustedExecute",
+    "grading.plugins.clean_html.CleanStudentHtml",   # no live student HTML in feedback or formgrader
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "grading.plugins.numerics_review.FlagNumericalBackward",
+    "grading.plugins.due_date.DueDate",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
+# Wall-clock seconds for a whole notebook (kernel starts, restarts, every cell): when they run out the kernel is
+# stopped and the remaining cells score nothing (grading/trusted/kernel_life.py). Within it, the kernel is
+# restarted after every death or hang (c.TrustedExecute.max_kernel_restarts = -1).
+c.TrustedExecute.notebook_timeout = 600
+# Disk quota of each notebook's scratch directory: a tmpfs of this size when grading as root, none otherwise
+# (grading/sandbox/quota.py).
+c.ScratchBuilder.disk_quota_mb = 256
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 # Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
@@ -54,11 +83,47 @@ c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 # into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).
 
 # Sanitizing: nbgrader's steps, with two replaced (grading/plugins/sanitize.py) so that a duplicated cell or a forged
-# schema_version costs that student the affected cells instead of stopping the whole class run.
+# schema_version costs that student the affected cells instead of stopping the whole class run; first of all, every
+# metadata key nbgrader does not write itself is dropped (grading/plugins/strip_metadata.py).
 c.Autograde.sanitize_preprocessors = [
+    "grading.plugins.strip_metadata.StripStudentMetadata",
     "nbgrader.preprocessors.ClearOutput",
     "grading.plugins.sanitize.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
     "grading.plugins.sanitize.CheckCellMetadata",
 ]
+
+# LMS in and out (grading/plugins/lms_collector.py, grading/plugins/lms_export.py; README, "Grades from and to an
+# LMS"). `make collect-lms ZIP=...` runs `nbgrader zip_collect` with these two plugins: Canvas and Moodle file
+# names are mapped to the roster's students (`make roster`), their LMS times become nbgrader's timestamps.
+c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
+c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
+c.LmsCollector.lms_timezone = "UTC"           # the time zone of Moodle's grading worksheet (its downloader's)
+# `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
+# assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
+c.CanvasCsvExport.title = "In-class exercise 9"
+c.CanvasCsvExport.canvas_assignment_id = ""
+
+# Pages: feedback loads MathJax from a local copy, feedback/mathjax/ (grading/plugins/feedback_page.py), and both
+# feedback and formgrader wrap long output lines instead of cutting them off (grading/plugins/wrap_output.py: in
+# GenerateFeedback.preprocessors above; for formgrader, grading/templates/formgrade/conf.json adds it to
+# nbgrader's formgrade template, after the step that resets the page's styles).
+c.GenerateFeedback.exporter_class = "grading.plugins.feedback_page.OfflineFeedbackPage"
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(c.CourseDirectory.root, "grading", "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
+
+# The exchange (nbgrader's release_assignment, fetch, submit, collect, release_feedback, fetch_feedback) lives in
+# nbgrader's default root, /srv/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
+# release_feedback skips, one line each, students whose submission did not come through the exchange.
+c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
+
+# Logs: stock nbgrader noise dropped or said once, late penalties as INFO, everything else unchanged
+# (grading/plugins/quiet_logs.py).
+ignore_gradebook_sawarnings()
+c.Application.logging_config = {"handlers": {"console": {
+    "class": "grading.plugins.quiet_logs.QuietConsoleHandler",
+    "release_notebook": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, NOTEBOOK),
+}}}

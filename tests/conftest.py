@@ -1,4 +1,7 @@
 """Shared fixtures: temporary course directories built from this repository, and nbgrader run for real."""
+import socket
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -6,6 +9,7 @@ from grading.cli.course_dir import BIN, REPO, make_course, run_nbgrader  # noqa:
 from grading.course import ASSIGNMENT, NOTEBOOK  # noqa: F401 -- re-exported to the tests
 
 SOURCE_NB = REPO / "source" / ASSIGNMENT / NOTEBOOK
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, driven by Playwright (no browser download)
 RELEASE_DIR = REPO / "release" / ASSIGNMENT
 
 
@@ -42,3 +46,20 @@ def solution_and_hidden_lines(nb_path=SOURCE_NB):
             if text:
                 (secret if inside else public).add(text)
     return secret - public
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def free_port():
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,6 +1,7 @@
 """The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
-generate_assignment, grading/cli/sample_class.py, grading/cli/grade_class.py (2 Dask workers), generate_feedback,
-export. The pipeline, report and feedback-page tests all read this one graded course.
+grading/cli/demo_course.py (course files, generate_assignment, grading/cli/sample_class.py),
+grading/cli/grade_class.py (2 Dask workers), generate_feedback, export. The pipeline, report and feedback-page
+tests all read this one graded course.
 
 Use it from a test module with `from graded_course import graded_course  # noqa: F401` (a pytest fixture).
 """
@@ -12,36 +13,49 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, NOTEBOOK, make_course, nbgrader
+from conftest import ASSIGNMENT, NOTEBOOK, nbgrader
 from grading.cli import report, sample_class
+from grading.cli.demo_course import make_demo_course
 from grading.course import COURSE_ID
+from grading.notebook_items import graded_items
 
 STUDENTS = sorted(sample_class.CLASS)
 LATE_STUDENTS = sorted(s for s, (_, hours_late, _) in sample_class.CLASS.items() if hours_late > 0)
 UNTOUCHED, CORRECT = "ben", "ada"
 
-ITEMS = ["multiply", "sum", "dot_product", "nll_grad", "logreg_step"]
-# The sample class (grading/cli/sample_class.py) and what each student must get: (points per item, total, penalty).
+# The report's columns and each item's full points, from the notebook (grading/notebook_items.py).
+FULL = {report.short_name(item.test_id): item.points for item in graded_items()}
+ITEMS = list(FULL)
+MAX_SCORE = sum(FULL.values())
+
+
+def expected(points, late_share=0.0):
+    """(points per item in ITEMS order, total, late penalty): the items not named earn nothing."""
+    per_item = [points.get(item, 0.0) for item in ITEMS]
+    return per_item, sum(per_item), sum(per_item) * late_share
+
+
+# The sample class (grading/cli/sample_class.py) and what each student must get.
 # dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
 # (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
 # ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).
 EXPECTED = {
-    "ada": ([2, 1, 2, 3, 2], 10, 0),
-    "ben": ([0, 0, 0, 0, 0], 0, 0),
-    "cleo": ([2, 1, 2, 0, 0], 5, 0),
-    "dev": ([0.5, 1, 2, 1, 2], 6.5, 0),
-    "eve": ([2, 0, 2, 3, 0.75], 7.75, 0),
-    "finn": ([2, 1, 2, 3, 2], 10, 1),
+    "ada": expected(FULL),
+    "ben": expected({}),
+    "cleo": expected({item: FULL[item] for item in ("multiply", "sum", "dot_product")}),
+    "dev": expected({**FULL, "multiply": 0.5, "nll_grad": 1}),
+    "eve": expected({**FULL, "sum": 0, "logreg_step": 0.75}),
+    "finn": expected(FULL, late_share=0.1),
     # Mistakes that repeat across the class (the misconception report), each item at its catalog entry's points:
     # gus: DotProduct outputs swapped 0.5, nll_grad missing 1/N 1; hana: Multiply outputs swapped 0.5, missing
     # 1/N 1, step forgets b 1.5; ivy: Sum d_out ignored 0.375, DotProduct d_out ignored 0.5, gradient ascent 0.75;
     # jay: Multiply stale cache 1.5, nll_grad Y - P (sign flipped) 1; kai: Multiply d_out ignored 0.5, missing
     # 1/N 1, step left as the stub 0.
-    "gus": ([2, 1, 0.5, 1, 2], 6.5, 0),
-    "hana": ([0.5, 1, 2, 1, 1.5], 6, 0),
-    "ivy": ([2, 0.375, 0.5, 3, 0.75], 6.625, 0),
-    "jay": ([1.5, 1, 2, 1, 2], 7.5, 0),
-    "kai": ([0.5, 1, 2, 1, 0], 4.5, 0),
+    "gus": expected({**FULL, "dot_product": 0.5, "nll_grad": 1}),
+    "hana": expected({**FULL, "multiply": 0.5, "nll_grad": 1, "logreg_step": 1.5}),
+    "ivy": expected({**FULL, "sum": 0.375, "dot_product": 0.5, "logreg_step": 0.75}),
+    "jay": expected({**FULL, "multiply": 1.5, "nll_grad": 1}),
+    "kai": expected({**FULL, "multiply": 0.5, "nll_grad": 1, "logreg_step": 0}),
 }
 
 
@@ -59,11 +73,9 @@ def run(course, *args, timeout=900):
 
 
 def make_class(root):
-    """A course with the release generated and the sample class submitted and registered."""
-    course = make_course(root)
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    run(course, "grading.cli.sample_class")
-    return course
+    """A course with the release generated and the sample class submitted and registered, as `make demo` makes
+    its demo/ course."""
+    return make_demo_course(root)
 
 
 def submit(course, student, answers=None, notebook_bytes=None):

@@ -8,11 +8,17 @@ Every entry writes one submission folder (submitted/<student>/ex09_backprop/) fr
   line, and leave the gradebook (other students, the assignment's cells) untouched.
 * MALFORMED: broken files and runaway notebooks. The class run must complete; each gets zero on what it broke
   (``expected``) and a one-line ``problem`` in the grade report (a substring of it is given here).
+* INTAKE: submission folders holding what nbgrader must never open -- symbolic links (to the instructor notebook,
+  source/, gradebook.db, /dev/zero, a pipe outside the course), a FIFO, a hard link, the student or assignment
+  folder itself a link, too many files. Each is refused whole at intake (grading/plugins/intake.py): zero on
+  every item and the reason in the grade report; the control entry with an ordinary sub-folder is graded.
 
-tests/test_hostile_submissions.py grades each catalog as one class with the real `nbgrader autograde`.
+tests/test_hostile_submissions.py grades each catalog as one class with the real pipeline.
 """
+import base64
 import copy
 import json
+import os
 import random
 import textwrap
 from dataclasses import dataclass
@@ -21,14 +27,13 @@ from typing import Callable, Optional
 
 import nbformat
 
-NOTEBOOK = "backprop.ipynb"
+from grading.course import ASSIGNMENT, NOTEBOOK
+from grading.notebook_items import graded_items
+
 ON_TIME = "2026-11-20 10:00:00.000000 UTC\n"
-# grade id -> points, and the answer cell each one grades
-POINTS = {"test_multiply_backward": 2, "test_sum_backward": 1, "test_dot_product_backward": 2,
-          "test_nll_grad": 3, "test_logreg_step": 2}
-ANSWER_OF = {"test_multiply_backward": "multiply_backward", "test_sum_backward": "sum_backward",
-             "test_dot_product_backward": "dot_product_backward", "test_nll_grad": "nll_grad",
-             "test_logreg_step": "logreg_step"}
+# grade id -> points, and the answer cell each one grades (from the notebook)
+POINTS = {item.test_id: item.points for item in graded_items()}
+ANSWER_OF = {item.test_id: item.answer_id for item in graded_items()}
 ALL = tuple(POINTS)
 
 
@@ -53,10 +58,11 @@ class Entry:
 class Context:
     """What builders start from: the release notebook and the instructor's answers (markers removed)."""
 
-    def __init__(self, release_dir, solutions):
+    def __init__(self, release_dir, solutions, outside=None):
         self.release_dir = Path(release_dir)
         self.release = nbformat.read(self.release_dir / NOTEBOOK, as_version=4)
         self.solutions = solutions  # answer cell id -> source
+        self.outside = outside  # a folder outside the course for the intake catalog's link targets
 
     def notebook(self, solved=()):
         """The release with the answer cells of `solved` (grade ids) filled in with the instructor's answer."""
@@ -445,6 +451,81 @@ def hardcode_examples(ctx, folder):
     write(folder, nb, ctx=ctx)
 
 
+# Live-HTML attempts. Every payload, if it ever ran in a browser, would set document.title and window.__pwned
+# (tests/test_html_safety.py looks for both, and first proves each payload runs when left uncleaned).
+PWN = "document.title='PWNED';window.__pwned=1"
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+HTML_OUTPUTS = f"""
+from IPython.display import HTML, SVG, Javascript, Markdown, display, publish_display_data
+PWN = {PWN!r}
+display(HTML(f'<b>bold stays</b><img src=x onerror="{{PWN}}"><script>{{PWN}}</script>'))
+display(Markdown(f'*markdown* <img src=x onerror="{{PWN}}">\\n\\n<script>{{PWN}}</script>'))
+display(Javascript(PWN))
+display(SVG(f'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" onload="{{PWN}}"><script>{{PWN}}</script></svg>'))
+publish_display_data({{"text/html": f"<script>{{PWN}}</script>", "text/plain": "isolated"}},
+                     metadata={{"text/html": {{"isolated": True}}}})
+publish_display_data({{"image/png": {PNG_1PX!r}, "text/plain": "a pixel"}},
+                     metadata={{"image/png": {{"width": "1 onerror=" + PWN, "height": 1}}}})
+"""
+HTML_ERROR = f"""raise ValueError('<img src=x onerror="{PWN}">')"""
+
+
+def html_outputs(ctx, folder):
+    """Multiply solved; one cell displays HTML, markdown, JavaScript, SVG, an isolated HTML frame and an image
+    whose width is markup, another raises an error whose message is markup."""
+    nb = ctx.notebook(["test_multiply_backward"])
+    insert_code(nb, "code-02", HTML_OUTPUTS, "html-outputs")
+    insert_code(nb, "html-outputs", HTML_ERROR, "html-error")
+    write(folder, nb, ctx=ctx)
+
+
+def html_markdown(ctx, folder):
+    """Sum solved; markdown cells with script, event handlers, a javascript: link, a mermaid block that closes its
+    <pre>, an SVG attachment, an instructor cell with a script appended, a raw cell, markup in cell tags."""
+    nb = ctx.notebook(["test_sum_backward"])
+    sources = [f"<script>{PWN}</script>", f'<img src=x onerror="{PWN}">', f"[click me](javascript:{PWN})",
+               f'```mermaid\n</pre><img src=x onerror="{PWN}">\n```',
+               f'![diagram](attachment:d.svg) <details open ontoggle="{PWN}">x</details>']
+    at = cell_index(nb, "md-05")
+    for i, source in enumerate(sources):
+        cell = nbformat.v4.new_markdown_cell(source, id=f"student-md-{i}")
+        cell.metadata["tags"] = [f'x" onmouseover="{PWN}']
+        nb.cells.insert(at + 1 + i, cell)
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" onload="{PWN}"/>'.encode()
+    nb.cells[at + len(sources)].attachments = {"d.svg": {"image/svg+xml": base64.b64encode(svg).decode()}}
+    nb.cells[cell_index(nb, "md-01")].source += f"\n\n<script>{PWN}</script>"
+    nb.cells.insert(at, nbformat.v4.new_raw_cell(f"<script>{PWN}</script>", id="student-raw"))
+    write(folder, nb, ctx=ctx)
+
+
+MARKER = "# ### BEGIN HIDDEN TESTS  (students may write anything in their answers, markers included)\n"
+
+
+def hidden_marker(ctx, folder):
+    """Multiply solved, with nbgrader's hidden-test marker as a comment in two answers: stock nbgrader's
+    ClearHiddenTests then refuses to write this student's feedback (and generate_feedback exits 1)."""
+    nb = ctx.notebook(["test_multiply_backward"])
+    for cell_id in ("multiply_backward", "sum_backward"):
+        cell = nb.cells[cell_index(nb, cell_id)]
+        cell.source = MARKER + cell.source
+    write(folder, nb, ctx=ctx)
+
+
+def forged_notes(ctx, folder):
+    """Sum solved; metadata the grader reads as its own, written by the student: a problem note on the notebook,
+    a "duplicate" note on a cell, an unknown key inside nbgrader's metadata, hidden source, markup in tags."""
+    nb = ctx.notebook(["test_sum_backward"])
+    nb.metadata["grading"] = {"problems": ["FORGED: grader says full marks"]}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    answer = nb.cells[cell_index(nb, "sum_backward")]
+    answer.metadata["grading"] = {"duplicate_of": "FORGED-note"}
+    answer.metadata["nbgrader"]["forged"] = "not an nbgrader key"
+    answer.metadata["jupyter"] = {"source_hidden": True}
+    answer.metadata["tags"] = [f'"><script>{PWN}</script>']
+    write(folder, nb, ctx=ctx)
+
+
 CHEATS = [
     Entry("showtraceback", "disables IPython's traceback display (nbgrader issue 1324)",
           with_cell("code-02", SHOWTRACEBACK)),
@@ -478,6 +559,14 @@ CHEATS = [
           kill_kernel, earns=("test_multiply_backward",)),
     Entry("hardcode-examples", "returns the notebook example's printed gradients whatever the input",
           hardcode_examples),
+    Entry("html-outputs", "displays script, event handlers, JavaScript, SVG and markup image sizes; raises an "
+          "error whose message is markup (multiply solved)", html_outputs, earns=("test_multiply_backward",)),
+    Entry("html-markdown", "writes script, handlers, javascript: links and a mermaid breakout into markdown, raw "
+          "cells, tags and an attachment (sum solved)", html_markdown, earns=("test_sum_backward",)),
+    Entry("hidden-marker", "writes nbgrader's BEGIN HIDDEN TESTS marker into its answers (multiply solved)",
+          hidden_marker, earns=("test_multiply_backward",)),
+    Entry("forged-notes", "forges the grader's problem notes, an unknown nbgrader key and display metadata "
+          "(sum solved)", forged_notes, earns=("test_sum_backward",)),
 ]
 
 
@@ -584,4 +673,113 @@ MALFORMED = [
     Entry("segfault", "dot product's answer cell crashes the kernel",
           _correct_then(_prepend("dot_product_backward", "import ctypes\nctypes.string_at(0)")),
           earns=all_but("test_dot_product_backward"), problem="SIGSEGV"),
+]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Intake: what nbgrader must never open. Targets are written relative to submitted/<student>/ex09_backprop/.
+# ------------------------------------------------------------------------------------------------------------
+
+INSTRUCTOR_NB = "../../../source/ex09_backprop/backprop.ipynb"
+PRINT_ANSWERS = "print(open('answers.txt', errors='replace').read())"
+REFUSED = "submission refused, nothing in it was read: "
+
+
+def _notebook_link(target):
+    """The released support files, and a backprop.ipynb that is a symbolic link to `target`."""
+    def build(ctx, folder):
+        write(folder, ctx=ctx)
+        (folder / NOTEBOOK).symlink_to(target)
+    return build
+
+
+def _support_file(make):
+    """The correct notebook, which prints answers.txt in an extra cell; make(ctx, folder, path) creates it."""
+    def build(ctx, folder):
+        nb = ctx.notebook(ALL)
+        insert_code(nb, "code-02", PRINT_ANSWERS, "print-answers")
+        write(folder, nb, ctx=ctx)
+        make(ctx, folder, folder / "answers.txt")
+    return build
+
+
+def _outside_pipe(ctx, name):
+    """A named pipe outside the course: whoever opens it for reading blocks until the test's watcher sees it."""
+    path = Path(ctx.outside) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _student_folder_link(ctx, folder):
+    """submitted/<student> is a symbolic link to source/: its ex09_backprop/ is the instructor's folder."""
+    folder.parent.symlink_to("../source", target_is_directory=True)
+
+
+def _student_folder_outside(ctx, folder):
+    """submitted/<student> is a symbolic link to a folder outside the course whose notebook is a pipe."""
+    outside = Path(ctx.outside) / "student"
+    write(outside / ASSIGNMENT, ctx=ctx)
+    _outside_pipe(ctx, f"student/{ASSIGNMENT}/{NOTEBOOK}")
+    folder.parent.symlink_to(outside, target_is_directory=True)
+
+
+def _assignment_folder_link(ctx, folder):
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(f"../../source/{ASSIGNMENT}", target_is_directory=True)
+
+
+def _hard_link(ctx, folder):
+    """backprop.ipynb is a second name of the instructor notebook's file."""
+    write(folder, ctx=ctx)
+    os.link(folder.parents[2] / "source" / ASSIGNMENT / NOTEBOOK, folder / NOTEBOOK)
+
+
+def _too_many_files(ctx, folder):
+    honest(ctx, folder)
+    for i in range(200):
+        (folder / "scratch" / f"{i:03}.txt").parent.mkdir(exist_ok=True)
+        (folder / "scratch" / f"{i:03}.txt").write_text("x")
+
+
+def _nested_files(ctx, folder):
+    """The control: the correct notebook and an ordinary sub-folder of notes."""
+    honest(ctx, folder)
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.txt").write_text("ask about the 1/N\n")
+
+
+INTAKE = [
+    Entry("nb-link-source", "backprop.ipynb links to the instructor notebook via ../../../source/ (no answer "
+          "written: stock nbgrader gives 10/10)", _notebook_link(INSTRUCTOR_NB),
+          problem=REFUSED + "backprop.ipynb is a symbolic link"),
+    Entry("nb-link-proc", "backprop.ipynb links to the instructor notebook via /proc/self/cwd/ (no course path "
+          "needed)", _notebook_link(f"/proc/self/cwd/source/{ASSIGNMENT}/{NOTEBOOK}"),
+          problem=REFUSED + "backprop.ipynb is a symbolic link"),
+    Entry("support-link-source", "answers.txt links to the instructor notebook and an answer cell prints it",
+          _support_file(lambda ctx, folder, path: path.symlink_to(INSTRUCTOR_NB)),
+          problem=REFUSED + "answers.txt is a symbolic link"),
+    Entry("support-link-gradebook", "answers.txt links to gradebook.db and an answer cell prints it",
+          _support_file(lambda ctx, folder, path: path.symlink_to("../../../gradebook.db")),
+          problem=REFUSED + "answers.txt is a symbolic link"),
+    Entry("support-link-dev-zero", "answers.txt links to /dev/zero (copying it fills the disk)",
+          _support_file(lambda ctx, folder, path: path.symlink_to("/dev/zero")),
+          problem=REFUSED + "answers.txt is a symbolic link"),
+    Entry("support-link-outside-pipe", "answers.txt links to a pipe outside the course (opening it blocks)",
+          _support_file(lambda ctx, folder, path: path.symlink_to(_outside_pipe(ctx, "pipe"))),
+          problem=REFUSED + "answers.txt is a symbolic link"),
+    Entry("support-fifo", "answers.txt is a named pipe (reading it blocks forever)",
+          _support_file(lambda ctx, folder, path: os.mkfifo(path)),
+          problem=REFUSED + "answers.txt is a named pipe (FIFO)"),
+    Entry("nb-hard-link", "backprop.ipynb is a hard link to the instructor notebook", _hard_link,
+          problem=REFUSED + "backprop.ipynb is a hard link (its file has 2 names)"),
+    Entry("student-folder-link", "submitted/<student> links to source/ (the instructor notebook is graded as "
+          "theirs)", _student_folder_link, problem=REFUSED + "the student folder is a symbolic link"),
+    Entry("student-folder-outside", "submitted/<student> links to a folder outside the course",
+          _student_folder_outside, problem=REFUSED + "the student folder is a symbolic link"),
+    Entry("assignment-folder-link", "submitted/<student>/ex09_backprop links to source/ex09_backprop",
+          _assignment_folder_link, problem=REFUSED + "the assignment folder is a symbolic link"),
+    Entry("too-many-files", "the correct notebook and 200 more files", _too_many_files,
+          problem=REFUSED + "more than 200 files and folders"),
+    Entry("nested-files", "the control: the correct notebook and an ordinary sub-folder", _nested_files, earns=ALL),
 ]

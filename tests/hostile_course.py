@@ -1,10 +1,15 @@
 """Courses for the hostile/malformed catalogs (tests/hostile_catalog.py): built with the real nbgrader pipeline,
-plus the checks every catalog test shares (gradebook contents, instructor-only text, file hashes)."""
+plus the checks every catalog test shares (gradebook contents, instructor-only text, file hashes, pipes opened).
+Submissions are looked at with lstat only, as the grader does: a link or pipe in one is never followed here."""
+import errno
 import hashlib
 import html
 import json
+import os
 import re
 import sqlite3
+import stat
+import threading
 from pathlib import Path
 
 import nbformat
@@ -37,7 +42,7 @@ def build_class(root, entries, honest_student=HONEST):
     config.write_text(config.read_text() + CATALOG_CONFIG)
     (course / "seed_secret").write_text(CATALOG_SECRET)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB))
+    ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB), outside=course.parent / "outside")
     for entry in entries:
         entry.build(ctx, course / "submitted" / entry.name / ASSIGNMENT)
     if honest_student:
@@ -48,11 +53,71 @@ def build_class(root, entries, honest_student=HONEST):
     return course
 
 
+def _regular_files(root):
+    """(relative path, path) of every regular file below root with one name, found with lstat: links are not
+    followed (root itself included), and pipes, devices and hard links are left alone."""
+    if not (os.path.lexists(root) and stat.S_ISDIR(os.lstat(root).st_mode)):
+        return
+    for top, dirs, files in os.walk(root):
+        for name in sorted(files):
+            path = Path(top) / name
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                yield str(path.relative_to(root)), path
+
+
 def hash_tree(root):
-    """relative path -> sha256 of every file below root."""
-    root = Path(root)
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """relative path -> sha256 of every regular file below root, and what every other entry is (a link's
+    target, a pipe, ...), without following or opening any of them."""
+    out = {}
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(top) / name
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                out[str(path.relative_to(root))] = f"link to {os.readlink(path)}"
+            elif not stat.S_ISDIR(st.st_mode):
+                out[str(path.relative_to(root))] = stat.filemode(st.st_mode)
+    return out
+
+
+# What a feedback page or formgrader view must never contain once cleaned: script elements, event-handler
+# attributes, javascript: URLs (searched in the page's body; the head is the template's own).
+LIVE_MARKUP = re.compile(r"<script|<[^>]*\son[a-z]+\s*=|javascript:", re.I)
+
+
+class PipeWatch:
+    """Notes every named pipe below `roots` that some process opens for reading while the watch runs (reading a
+    pipe blocks until a writer comes: the watcher is that writer, and closes at once, so the reader sees EOF).
+    Pipes are what the intake catalog plants, inside submissions and outside the course behind links."""
+
+    def __init__(self, *roots):
+        self.pipes = sorted(Path(top) / name for root in roots if Path(root).is_dir()
+                            for top, dirs, files in os.walk(root) for name in files
+                            if stat.S_ISFIFO((Path(top) / name).lstat().st_mode))
+        self.opened, self._stop = set(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.05):
+            for pipe in self.pipes:
+                try:
+                    os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # ENXIO: nobody has it open for reading
+                        raise
+                else:
+                    self.opened.add(str(pipe))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def db_rows(course, sql, *args):
@@ -140,7 +205,10 @@ def _html_text(page):
 def _student_lines(course, student):
     """Stripped lines of everything the student submitted (text files), which are theirs to see."""
     lines = set()
-    for path in (course / "submitted" / student / ASSIGNMENT).rglob("*"):
+    folder = course / "submitted" / student
+    if os.path.islink(folder):
+        return lines
+    for _, path in _regular_files(folder / ASSIGNMENT):
         try:
             text = path.read_text()
         except (UnicodeDecodeError, OSError):

@@ -1,7 +1,7 @@
 """The feedback page nbgrader writes for a student renders its scores in a real browser (headless Chromium).
 
-No network: the page is opened from a file:// URL and every host name resolves to nothing (the page asks a
-CDN for MathJax; without it formulas stay as TeX source, the scores are plain HTML).
+No network: the page is opened from a file:// URL and every host name resolves to nothing (MathJax comes from
+the course's own copy, feedback/mathjax/: test_pages.py checks the formulas; the scores are plain HTML).
 The screenshot is kept in test-artifacts/ for a human to look at.
 """
 import html
@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from graded_course import CORRECT, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401
+from graded_course import CORRECT, LATE_STUDENTS, MAX_SCORE, STUDENTS, UNTOUCHED, graded_course  # noqa: F401
 from grading.cli import report
+from grading.notebook_items import graded_items
 from test_report import ITEM_MAX, png_size
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-GRADE_IDS = ["multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step"]
+TEST_IDS = [item.test_id for item in graded_items()]
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (make system-deps)")
 
 # Appended to a copy of the page: reports what the browser laid out, as text a --dump-dom can show.
@@ -62,7 +63,9 @@ def rendered_scores(page, tmp_path):
     """What the browser shows of the page's scores: header, table of contents, grade-cell headings."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     probed = tmp_path / "probed.html"
-    probed.write_text(page.read_text().replace("</body>", PROBE, 1))
+    # The probe is a script and the page's Content-Security-Policy forbids scripts: this copy goes without it.
+    unguarded = re.sub(r"<meta[^>]*Content-Security-Policy[^>]*>", "", page.read_text(), count=1)
+    probed.write_text(unguarded.replace("</body>", PROBE, 1))
     dom = chromium(probed.as_uri(), "--virtual-time-budget=5000", "--dump-dom", profile=tmp_path / "profile")
     match = re.search(r'<pre id="render-probe">(.*?)</pre>', dom, re.S)
     assert match, "the page did not finish rendering (no probe output in the DOM)"
@@ -76,14 +79,14 @@ def shown_as(points):
 
 def test_untouched_submission_shows_zero_scores(graded_course, tmp_path):
     seen = rendered_scores(feedback_page(graded_course, UNTOUCHED), tmp_path)
-    assert seen["header"] == "backprop (Score: 0.0 / 10.0)"
+    assert seen["header"] == f"backprop (Score: 0.0 / {shown_as(MAX_SCORE)})"
     # The table of contents lists each grade cell with its score; an answer left as handed out also gets
     # nbgrader's automatic "No response." comment, listed as "Comment" before its test cell.
     assert seen["toc"] == [line for m in ITEM_MAX.values()
                            for line in ["Comment", f"Test cell (Score: 0.0 / {shown_as(m)})"]]
     assert seen["comments"] == ["Comments: No response."] * len(ITEM_MAX)
-    assert seen["cells"] == [{"id": f"test_{grade_id}", "score": f"Score: 0.0 / {shown_as(m)} (Top)", "shown": True}
-                             for grade_id, m in zip(GRADE_IDS, ITEM_MAX.values())]
+    assert seen["cells"] == [{"id": test_id, "score": f"Score: 0.0 / {shown_as(m)} (Top)", "shown": True}
+                             for test_id, m in zip(TEST_IDS, ITEM_MAX.values())]
     assert seen["penalty"] == []
 
 
@@ -91,7 +94,8 @@ def test_every_page_shows_the_scores_in_the_gradebook(graded_course, tmp_path):
     rows = {r.student: r for r in report.load_report(graded_course).rows}
     for student in STUDENTS:
         row, seen = rows[student], rendered_scores(feedback_page(graded_course, student), tmp_path / student)
-        assert seen["header"] == f"backprop (Score: {shown_as(row.score)} / 10.0)", student  # after the late penalty
+        # the score after the late penalty
+        assert seen["header"] == f"backprop (Score: {shown_as(row.score)} / {shown_as(MAX_SCORE)})", student
         assert [line for line in seen["toc"] if line.startswith("Test cell")] == [
             f"Test cell (Score: {shown_as(row.items[i])} / {shown_as(m)})" for i, m in ITEM_MAX.items()]
         assert [c["score"] for c in seen["cells"]] == [

@@ -41,27 +41,22 @@ import nbformat  # noqa: E402
 from conftest import SOURCE_NB  # noqa: E402
 from grading.fixtures import reference_solutions as ref  # noqa: E402
 from grading.fixtures.bug_catalog import BUGS  # noqa: E402
+from grading.notebook_items import graded_items  # noqa: E402
 
 ITEMS = list(engine.ITEMS)
 TRIALS = 2000
 
 
-def _notebook_tests():
-    """item -> (its test cell's nbgrader points, the seeds its hidden grade() call passes, the answer cell's
-    source), read from the instructor notebook: the answer cell is the solution cell right above the test.
-    Every hidden grade() call checks the large case too."""
-    found, answer = {}, None
-    for cell in nbformat.read(SOURCE_NB, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            answer = cell.source
-        m = re.search(r'gradcheck\.grade\("([^"]+)", \w+, seeds=\(([\d, ]+)\), large=True\)', cell.source)
-        if m and meta.get("grade"):
-            found[m.group(1)] = (float(meta["points"]), tuple(int(s) for s in m.group(2).split(",")), answer)
-    return found
+# item -> (its test cell's nbgrader points, the seeds its hidden grade() call passes, the answer cell's source),
+# read from the instructor notebook (grading/notebook_items.py).
+NOTEBOOK_TESTS = {item.name: (item.points, item.seeds, item.answer_source) for item in graded_items(SOURCE_NB)}
 
 
-NOTEBOOK_TESTS = _notebook_tests()
+def test_every_hidden_grade_call_checks_the_large_case_too():
+    sources = [c.source for c in nbformat.read(SOURCE_NB, as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade") and "gradcheck.grade(" in c.source]
+    assert len(sources) == len(NOTEBOOK_TESTS)
+    assert all(re.search(r'gradcheck\.grade\("[^"]+", \w+, seeds=\([\d, ]+\), large=True\)', s) for s in sources)
 TOTALS = {item: points for item, (points, _, _) in NOTEBOOK_TESTS.items()}   # nbgrader's points per test cell
 
 
@@ -504,7 +499,8 @@ def test_check_all_table():
     impls = answer_cells(bugs["step_b_not_updated"])
     lines = run_check_all({ref.NAMES[item]: impl for item, impl in impls.items()})
     assert lines[-1] == f"Public checks: {total - 0.5:g}/{total:g} points"
-    assert "✗ LogisticRegression.step" in lines[-2] and "1.5/2  b update: b was not updated" in lines[-2]
+    step = next(line for line in lines if " LogisticRegression.step " in line)
+    assert step.startswith("✗ LogisticRegression.step") and "1.5/2  b update: b was not updated" in step
 
 
 def test_check_all_never_raises():

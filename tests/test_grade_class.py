@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
 from graded_course import EXPECTED, grade_table, make_class, run, submit
-from grading.cli import autograde_one, grade_class, report
+from grading.cli import autograde_one, grade_class, report, sample_class
 from grading.course import PROBLEMS_FILE
 
 BROKEN = b'{"cells": [ this is not JSON'
@@ -36,15 +36,20 @@ def test_course_payload_ships_the_release_and_not_the_grading_package(course):
 
 
 def test_submission_payload_ships_regular_files_only(tmp_path):
+    """Through the intake (grading/plugins/intake.py): a submission of regular files is shipped whole, one
+    holding a link or a pipe is refused whole (nothing shipped; the coordinator's Autograde gives the reason)."""
     folder = tmp_path / "submitted" / "sam" / ASSIGNMENT
     (folder / "data").mkdir(parents=True)
     (folder / NOTEBOOK).write_text("{}")
     (folder / "data" / "x.txt").write_text("x")
-    (tmp_path / "secret.txt").write_text("instructor only")
-    (folder / "linked.txt").symlink_to(tmp_path / "secret.txt")
-    (folder / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
-    os.mkfifo(folder / "pipe")
     assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {NOTEBOOK: b"{}", "data/x.txt": b"x"}
+    (tmp_path / "secret.txt").write_text("instructor only")
+    for name, make in [("linked.txt", lambda p: p.symlink_to(tmp_path / "secret.txt")),
+                       ("linked_dir", lambda p: p.symlink_to(tmp_path, target_is_directory=True)),
+                       ("pipe", os.mkfifo)]:
+        make(folder / name)
+        assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {}, name
+        (folder / name).unlink()
 
 
 def test_an_exception_is_one_line_with_its_type():
@@ -150,9 +155,8 @@ def test_an_instructor_only_file_is_not_readable_under_two_workers(tmp_path):
 @pytest.mark.slow
 def test_a_task_over_the_task_timeout_is_that_students_problem(tmp_path):
     course = make_class(tmp_path / "course")
-    # Five answer cells, each sleeping just under the 60 s cell timeout: 275 s, no cell ever times out.
-    answers = ["multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step"]
-    submit(course, "sloth", {cell: "import time\ntime.sleep(55)" for cell in answers})
+    # Every answer cell sleeps just under the 60 s cell timeout: 275 s for five, no cell ever times out.
+    submit(course, "sloth", {cell: "import time\ntime.sleep(55)" for cell in sample_class.ANSWERS})
     start = time.monotonic()
     log = run(course, "grading.cli.grade_class", "--workers", "2", "--task-timeout", "90",
               "--student", "sloth", "--student", "ada", "--student", "dev")

@@ -8,8 +8,15 @@
   completes, each submission gets zero on what it broke and a one-line problem note in the grade report.
 * Nothing is lost: submitted/ is never modified, and killing a class run with SIGKILL and running it again
   leaves a complete gradebook with exactly the grades of the first run.
+* Feedback: `nbgrader generate_feedback` writes a page for every autograded student (a hidden-test marker in an
+  answer included) and exits 0; no page holds anything live; `make feedback` (grading.cli.feedback) names a
+  student whose page cannot be written and carries on.
+* The intake catalog is graded twice, by `nbgrader autograde` and by `grading.cli.grade_class --workers 2`: each
+  entry is refused whole with its reason (the control entry is graded), and no pipe planted in a submission or
+  behind one of its links is ever opened -- by grading, feedback or the report.
 """
 import html
+import json
 import os
 import re
 import shutil
@@ -24,9 +31,9 @@ import pytest
 
 from conftest import ASSIGNMENT, BIN, REPO, nbgrader, solution_and_hidden_lines
 from grading.cli import report
-from hostile_catalog import CHEATS, MALFORMED, NOTEBOOK, POINTS
-from hostile_course import (HONEST, build_class, gradebook_consistency_problems, grades_in_db, hash_tree,
-                            instructor_tables, leaked_lines, outputs_of_tests)
+from hostile_catalog import CHEATS, INTAKE, MALFORMED, NOTEBOOK, POINTS
+from hostile_course import (HONEST, LIVE_MARKUP, PipeWatch, build_class, gradebook_consistency_problems,
+                            grades_in_db, hash_tree, instructor_tables, leaked_lines, outputs_of_tests)
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +57,8 @@ def _by_item(expected):
 
 
 class Graded:
-    def __init__(self, course, before, log, seconds):
-        self.course, self.before, self.log, self.seconds = course, before, log, seconds
+    def __init__(self, course, before, log, seconds, feedback=None):
+        self.course, self.before, self.log, self.seconds, self.feedback = course, before, log, seconds, feedback
         self.grades = grades_in_db(course)
         self.rows = _report_rows(course)
         self.students = sorted(p.name for p in (course / "submitted").iterdir())
@@ -63,10 +70,10 @@ def cheat_class(tmp_path_factory):
     before = _snapshot(course)
     start = time.monotonic()
     proc = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
-    nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", check=False)  # rejected notebooks have none
+    feedback = nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", check=False)  # rejected: none
     seconds = time.monotonic() - start
     print(f"\ncheat class: {len(CHEATS) + 1} submissions autograded and fed back in {seconds:.0f} s")
-    return Graded(course, before, proc.stdout + proc.stderr, seconds)
+    return Graded(course, before, proc.stdout + proc.stderr, seconds, feedback)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +142,53 @@ def test_cheat_earns_only_its_honest_work_and_leaks_nothing(cheat_class, entry):
     _assert_untouched(cheat_class)
 
 
+def test_forged_grader_notes_never_reach_the_report(cheat_class):
+    assert cheat_class.rows["forged-notes"].problem is None
+    assert "FORGED" not in report.format_table(report.load_report(cheat_class.course))
+
+
+def _pages(course):
+    return sorted(p.parents[1].name for p in (course / "feedback").glob(f"*/{ASSIGNMENT}/{NOTEBOOK[:-6]}.html"))
+
+
+def _autograded(course):
+    return sorted(p.parents[1].name for p in (course / "autograded").glob(f"*/{ASSIGNMENT}/{NOTEBOOK}"))
+
+
+def test_feedback_is_written_for_every_autograded_student(cheat_class):
+    assert cheat_class.feedback.returncode == 0, cheat_class.feedback.stdout + cheat_class.feedback.stderr
+    assert _pages(cheat_class.course) == _autograded(cheat_class.course)
+    assert "hidden-marker" in _pages(cheat_class.course)
+
+
+def test_no_feedback_page_holds_anything_live(cheat_class):
+    for student in _pages(cheat_class.course):
+        head, body = (cheat_class.course / "feedback" / student / ASSIGNMENT / "backprop.html").read_text().split(
+            "</head>", 1)
+        assert 'http-equiv="Content-Security-Policy"' in head, student
+        assert re.findall(r"<script[^>]*>", head) == ['<script src="../../mathjax/config.js">',
+                                                      '<script src="../../mathjax/tex-svg-full.js">'], student
+        assert head.index("Content-Security-Policy") < head.index("<script"), student
+        assert not LIVE_MARKUP.search(body), (student, LIVE_MARKUP.search(body))
+
+
+def test_make_feedback_names_a_failing_student_and_carries_on(cheat_class, tmp_path):
+    recipe = (REPO / "Makefile").read_text().split("\nfeedback:", 1)[1].split("\n\n", 1)[0]
+    assert "grading.cli.feedback" in recipe  # what `make feedback` runs
+    course = tmp_path / "course"
+    shutil.copytree(cheat_class.course, course, symlinks=True)
+    shutil.rmtree(course / "feedback")
+    (course / "autograded" / "showtraceback" / ASSIGNMENT / NOTEBOOK).write_text("{ cut short")
+    proc = subprocess.run([sys.executable, "-m", "grading.cli.feedback"], cwd=course, env=ENV, text=True,
+                          capture_output=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    others = [s for s in _autograded(course) if s != "showtraceback"]
+    assert _pages(course) == others
+    assert f"feedback: {len(others)}/{len(others) + 1} pages" in proc.stdout
+    failure = [line for line in proc.stdout.splitlines() if "showtraceback" in line]
+    assert len(failure) == 1 and failure[0].startswith("  no feedback for showtraceback: "), proc.stdout
+
+
 # ------------------------------------------------------------------------------------------- malformed ----
 
 def test_malformed_class_run_completes_with_a_row_for_everyone(malformed_class):
@@ -164,6 +218,70 @@ def test_malformed_gets_zero_on_what_it_broke_with_a_reason(malformed_class, ent
 
 def test_honest_student_is_graded_the_same_whatever_the_class(cheat_class, malformed_class):
     assert outputs_of_tests(cheat_class.course, HONEST) == outputs_of_tests(malformed_class.course, HONEST)
+
+
+# ---------------------------------------------------------------------------------------------- intake ----
+
+INTAKE_RUNS = {
+    "nbgrader autograde": lambda course: nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False),
+    "grade_class --workers 2": lambda course: subprocess.run(
+        [sys.executable, "-m", "grading.cli.grade_class", "--workers", "2"], cwd=course, env=ENV, text=True,
+        capture_output=True, timeout=900),
+}
+
+
+@pytest.fixture(scope="module", params=list(INTAKE_RUNS))
+def intake_class(request, tmp_path_factory):
+    """The intake catalog graded one way or the other, then `make feedback`'s step and the report, all while
+    every planted pipe is watched."""
+    course = build_class(tmp_path_factory.mktemp("intake") / "course", INTAKE)
+    before = _snapshot(course)
+    start = time.monotonic()
+    with PipeWatch(course / "submitted", course.parent / "outside") as watch:
+        proc = INTAKE_RUNS[request.param](course)
+        feedback = subprocess.run([sys.executable, "-m", "grading.cli.feedback"], cwd=course, env=ENV, text=True,
+                                  capture_output=True, timeout=900)
+        graded = Graded(course, before, proc.stdout + proc.stderr, time.monotonic() - start, feedback)
+    print(f"\nintake class ({request.param}): {len(INTAKE) + 1} submissions in {graded.seconds:.0f} s")
+    graded.run, graded.returncode, graded.watch = request.param, proc.returncode, watch
+    return graded
+
+
+REFUSED_ENTRIES = [e for e in INTAKE if e.problem]
+
+
+def test_intake_class_run_completes(intake_class):
+    if intake_class.run == "nbgrader autograde":  # nbgrader's per-student failures
+        refused = re.findall(r"error processing assignment '\w+' for student '([^']+)'", intake_class.log)
+    else:  # grade_class completes, with one FAILED line per refused student, each in autograded/problems.json
+        assert intake_class.returncode == 0, intake_class.log
+        refused = re.findall(r"\] (\S+) +FAILED: ", intake_class.log)
+        assert f"[ {len(INTAKE) + 1}/{len(INTAKE) + 1}]" in intake_class.log
+        recorded = json.loads((intake_class.course / "autograded" / "problems.json").read_text())
+        assert sorted(recorded) == sorted(e.name for e in REFUSED_ENTRIES)
+        assert all(e.problem in recorded[e.name] and "\n" not in recorded[e.name] for e in REFUSED_ENTRIES)
+    assert sorted(refused) == sorted(e.name for e in REFUSED_ENTRIES), intake_class.log
+    assert _autograded(intake_class.course) == ["nested-files", HONEST]  # nothing at all of a refused one
+    assert intake_class.feedback.returncode == 0 and _pages(intake_class.course) == ["nested-files", HONEST]
+    assert sorted(intake_class.rows) == intake_class.students
+
+
+@pytest.mark.parametrize("entry", INTAKE, ids=lambda e: e.name)
+def test_intake_entry_is_refused_whole_with_its_reason(intake_class, entry):
+    row = intake_class.rows[entry.name]
+    assert row.items == _by_item(entry.expected) and row.score == sum(entry.expected.values())
+    if entry.problem:
+        assert entry.name not in intake_class.grades  # refused before nbgrader recorded anything
+        assert row.problem == f"could not be autograded: {entry.problem}"
+    else:
+        assert intake_class.grades[entry.name] == entry.expected and row.problem is None
+    assert leaked_lines(intake_class.course, entry.name) == []
+    _assert_untouched(intake_class)
+
+
+def test_intake_opens_no_planted_pipe(intake_class):
+    assert len(intake_class.watch.pipes) == 3  # in a submission, behind a link, as a linked folder's notebook
+    assert intake_class.watch.opened == set()
 
 
 # ------------------------------------------------------------------------------------------ nothing lost ----
@@ -216,5 +334,6 @@ def test_repository_config_sanitizes_with_grading_sanitize():
     """The catalog courses use the repository's nbgrader_config.py, so the catalogs prove what instructors get:
     it must sanitize with grading/plugins/sanitize.py."""
     config = (REPO / "nbgrader_config.py").read_text()
-    assert "grading.plugins.sanitize.DeduplicateIds" in config and "grading.plugins.sanitize.CheckCellMetadata" in config, (
+    assert ("grading.plugins.sanitize.DeduplicateIds" in config
+            and "grading.plugins.sanitize.CheckCellMetadata" in config), (
         "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.plugins.sanitize")

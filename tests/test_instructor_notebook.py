@@ -4,6 +4,10 @@ import pytest
 
 from conftest import SOURCE_NB, make_course
 from grading.cli.run_instructor import execute
+from grading.notebook_items import graded_items
+
+ITEMS = graded_items()
+TOTAL = f"{sum(item.points for item in ITEMS):g}"
 
 # Copied verbatim from the seed export (../shared/seed): the notebook's ground truth.
 SEED_EPOCHS = """\
@@ -59,10 +63,10 @@ def test_check_everything_shows_full_public_points(executed):
     last = [c for c in executed.cells if c.cell_type == "code"][-1]
     assert last.source == "gradcheck.check_all(globals())"
     lines = shown_text(last).splitlines()
-    assert lines[-1] == "Public checks: 10/10 points"
-    assert len(lines) == 7 and all(line.startswith("✓ ") for line in lines[1:-1]), lines
+    assert lines[-1] == f"Public checks: {TOTAL}/{TOTAL} points"
+    assert len(lines) == len(ITEMS) + 2 and all(line.startswith("✓ ") for line in lines[1:-1]), lines
     html = next(o.data["text/html"] for o in last.outputs if o.output_type == "display_data")
-    assert html.startswith('<table class="gradcheck-summary">') and html.count('style="color:#1b7f2a">✓') == 5
+    assert html.startswith('<table class="gradcheck-summary">') and html.count('style="color:#1b7f2a">✓') == len(ITEMS)
 
 
 def test_no_cell_errors_and_every_self_check_passes(executed):
@@ -70,7 +74,7 @@ def test_no_cell_errors_and_every_self_check_passes(executed):
         for out in cell.get("outputs", []):
             assert out.output_type != "error", (cell.id, out.get("ename"), out.get("evalue"))
     checks = [c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert len(checks) == 5
+    assert [c.metadata.nbgrader["grade_id"] for c in checks] == [item.test_id for item in ITEMS]
     for cell in checks:
         assert shown_text(cell).startswith("✓ "), shown_text(cell)
         html = next(o.data["text/html"] for o in cell.outputs if o.output_type == "display_data")

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from conftest import ASSIGNMENT, NOTEBOOK, nbgrader, solution_and_hidden_lines
-from graded_course import (EXPECTED, STUDENTS, grade_table, graded_course, grading_log, make_class,  # noqa: F401
+from graded_course import (EXPECTED, ITEMS, MAX_SCORE, STUDENTS, grade_table, graded_course, grading_log, make_class,  # noqa: F401
                            run, submitted_digest, tree_digest)
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def test_exported_csv_has_the_final_scores(graded_course):
     for student, (_, total, penalty) in EXPECTED.items():
         row = rows[student]
         assert (float(row["raw_score"]), float(row["late_submission_penalty"]), float(row["score"]),
-                float(row["max_score"])) == (total, penalty, total - penalty, 10.0), student
+                float(row["max_score"])) == (total, penalty, total - penalty, MAX_SCORE), student
 
 
 def test_feedback_shows_diagnoses_and_no_instructor_only_line(graded_course):
@@ -70,7 +70,7 @@ def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
     with sqlite3.connect(graded_course / "gradebook.db") as db:
         (grades,) = db.execute("select count(*) from grade").fetchone()
         (submissions,) = db.execute("select count(*) from submitted_assignment").fetchone()
-    assert submissions == len(STUDENTS) and grades == len(STUDENTS) * 5  # one row per test cell
+    assert submissions == len(STUDENTS) and grades == len(STUDENTS) * len(ITEMS)  # one row per test cell
     assert tree_digest(graded_course / "submitted") == submitted_digest()
 
 

@@ -10,10 +10,13 @@ from nbclient import NotebookClient
 from conftest import ASSIGNMENT, RELEASE_DIR, REPO, SOURCE_NB, nbgrader, solution_and_hidden_lines
 from grading.course import TRUSTED_MODULES
 from grading.fixtures import reference_solutions as ref
+from grading.notebook_items import graded_items
 
 STUB = "raise NotImplementedError()"
 ANSWER_IDS = [c.id for c in nbformat.read(SOURCE_NB, as_version=4).cells
               if c.metadata.get("nbgrader", {}).get("solution")]
+ITEMS = graded_items()
+TOTAL = f"{sum(item.points for item in ITEMS):g}"
 DEMOS = {"code-15": "Sum.backward", "code-21": "DotProduct.backward", "code-35": "nll_grad",
          "code-44": "LogisticRegression.step"}   # demo cell -> the first unfinished answer it needs
 
@@ -100,11 +103,11 @@ def test_run_all_on_the_untouched_release_reaches_the_end_calmly(tmp_path):
     last = code[-1]
     assert last.source == "gradcheck.check_all(globals())"
     lines = _shown(last).splitlines()
-    assert lines[-1] == "Public checks: 0/10 points"
-    assert len(lines) == 7 and all(line.startswith("✗ ") and " 0/" in line for line in lines[1:-1]), lines
+    assert lines[-1] == f"Public checks: 0/{TOTAL} points"
+    assert len(lines) == len(ITEMS) + 2 and all(line.startswith("✗ ") and " 0/" in line for line in lines[1:-1]), lines
     html = _shown(last, "text/html")
-    assert html.startswith('<table class="gradcheck-summary">') and html.count('style="color:#c62828">✗') == 5
-    assert "Public checks: 0/10 points" in html
+    assert html.startswith('<table class="gradcheck-summary">') and html.count('style="color:#c62828">✗') == len(ITEMS)
+    assert f"Public checks: 0/{TOTAL} points" in html
 
 
 def test_a_finished_answer_that_raises_shows_its_traceback_and_run_all_goes_on(tmp_path):
@@ -125,14 +128,15 @@ class Multiply:
     assert [o.ename for o in demo_errors] == ["ValueError"] and "skipping" not in _shown(by_id["code-15"])
     assert any(o.output_type == "error" and o.ename == "SyntaxError" for o in by_id["nll_grad"].outputs)
     lines = _shown(nb.cells[-1]).splitlines()   # the check-everything cell still ran
-    assert lines[-1] == "Public checks: 1/10 points" and lines[2].startswith("✓ Sum.backward")
+    assert lines[-1] == f"Public checks: 1/{TOTAL} points" and lines[2].startswith("✓ Sum.backward")
     assert "✗ Multiply.backward" in lines[1] and "backward raised ValueError: shapes do not match" in lines[1]
     assert "✗ nll_grad" in lines[4] and "nll_grad is not defined: run its cell" in lines[4]
 
 
 def test_cells_that_run_student_code_keep_run_all_going():
     nb = nbformat.read(RELEASE_DIR / "backprop.ipynb", as_version=4)
-    names = {"Multiply", "Sum", "DotProduct", "nll_grad", "LogisticRegression", "mult", "vec_sum", "dp", "log_reg"}
+    answers = {item.name.split(".")[0] for item in ITEMS}   # Multiply, ..., nll_grad, LogisticRegression
+    names = answers | {"mult", "vec_sum", "dp", "log_reg"}   # and the demos' objects
     for cell in nb.cells:
         uses = cell.cell_type == "code" and any(re.search(rf"\b{n}\b", cell.source) for n in names)
         if uses and cell is not nb.cells[-1]:
@@ -150,18 +154,20 @@ def test_point_split_adds_up_to_each_test_cells_points(monkeypatch):
     for path in (str(REPO), str(REPO / "source" / ASSIGNMENT)):
         monkeypatch.syspath_prepend(path)
     engine = __import__("gradcheck_engine")
-    nb = nbformat.read(SOURCE_NB, as_version=4)
-    graded = {}
-    for cell in nb.cells:
-        m = re.search(r'gradcheck\.grade\("([^"]+)"', cell.source)
-        if m:
-            graded[m.group(1)] = cell.metadata.nbgrader["points"]
-    assert sorted(graded) == sorted(engine.ITEMS) and sum(graded.values()) == 10   # check_all's "/10"
+    graded = {item.name: item.points for item in ITEMS}
+    assert sorted(graded) == sorted(engine.ITEMS) and len(graded) == len(ITEMS)   # each item graded once
     for item, points in graded.items():
         assert engine.ITEMS[item].total == points, item
+    assert [item.answer_id for item in ITEMS] == ANSWER_IDS   # every answer cell is graded, right below it
 
 
 def test_both_checker_modules_are_released_and_trusted():
     for module in ("gradcheck", "gradcheck_engine"):
         assert (RELEASE_DIR / f"{module}.py").is_file() and module in TRUSTED_MODULES
     assert len((RELEASE_DIR / "gradcheck.py").read_text().splitlines()) <= 250   # a student reads it in minutes
+
+
+def test_readme_lists_every_answer_students_fill_in():
+    table = (REPO / "README.md").read_text().split("| cell | what to implement |\n|---|---|\n", 1)[1]
+    rows = table.split("\n\n", 1)[0].splitlines()
+    assert [re.match(r"\| `([^`]+)` \|", row).group(1) for row in rows] == [item.name for item in ITEMS]

@@ -7,11 +7,10 @@ import sys
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from graded_course import ITEMS, LATE_STUDENTS, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- the fixture
+from graded_course import FULL as ITEM_MAX
+from graded_course import ITEMS, LATE_STUDENTS, MAX_SCORE, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- fixture
 from grading.cli import report
 from grading.course import COURSE_ID
-
-ITEM_MAX = {"multiply": 2, "sum": 1, "dot_product": 2, "nll_grad": 3, "logreg_step": 2}
 
 
 def png_size(path):
@@ -35,10 +34,10 @@ def test_missing_gradebook_is_an_error_not_an_empty_report(tmp_path):
 def test_report_has_a_row_per_student_and_a_column_per_item(graded_course):
     rep = report.load_report(graded_course)
     assert rep.assignment == ASSIGNMENT
-    assert rep.items == ITEMS and rep.item_max == ITEM_MAX and rep.max_score == 10
+    assert rep.items == ITEMS and rep.item_max == ITEM_MAX and rep.max_score == MAX_SCORE
     assert [r.student for r in rep.rows] == sorted(STUDENTS)
     for row in rep.rows:
-        assert list(row.items) == ITEMS and row.max_score == 10
+        assert list(row.items) == ITEMS and row.max_score == MAX_SCORE
         assert all(0 <= row.items[i] <= ITEM_MAX[i] for i in ITEMS)
         assert row.total == pytest.approx(sum(row.items.values()))
         assert row.score == pytest.approx(max(0.0, row.total - row.penalty))
@@ -53,7 +52,7 @@ def test_table_is_aligned_text_in_student_order(graded_course):
     assert [line.split()[0] for line in lines[1:]] == sorted(STUDENTS)
     assert len({len(line) for line in lines}) == 1, "columns are not aligned"
     untouched = next(line for line in lines if line.startswith(UNTOUCHED))
-    assert untouched.split()[1:] == ["0"] * (len(ITEMS) + 3) + ["10"]
+    assert untouched.split()[1:] == ["0"] * (len(ITEMS) + 3) + [f"{MAX_SCORE:g}"]
 
 
 def test_cli_prints_table_and_writes_csv_and_png(graded_course, tmp_path):

@@ -1,7 +1,9 @@
-"""Security tests of the autograding execution layer (grading/sandbox/kernel_manager.py, grading/rpc/client.py, grading/plugins/trusted_execute.py).
+"""Security tests of the autograding execution layer (grading/sandbox/kernel_manager.py, grading/rpc/client.py,
+grading/plugins/trusted_execute.py).
 
 Everything here uses real bubblewrap-sandboxed kernels, a real gradebook and nbgrader's own grade logic; no mocks.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -413,21 +415,30 @@ def _cell(kind, source, grade_id=None, points=None):
     return cell
 
 
-@pytest.fixture(scope="module")
-def gradebook_template():
-    """One gradebook holding the test cells (TESTS) and answer cells used by every notebook below; building it
-    costs seconds (nbgrader asks alembic for its schema version), so each test gets a copy."""
+@contextlib.contextmanager
+def temporary_gradebook(cells):
+    """A gradebook (removed afterwards) holding the test and answer cells among `cells`, for assignment "ps1",
+    notebook "nb"; building one costs seconds (nbgrader asks alembic for its schema version), so each test module
+    builds one and each test gets a copy (make_course)."""
     tmp = Path(tempfile.mkdtemp(prefix="test-gradebook-"))
-    db = tmp / "gradebook.db"
     old_path = os.environ.get("PATH", "")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{old_path}"   # nbgrader runs alembic
     try:
-        _fill_gradebook(f"sqlite:///{db}", [*TESTS, _cell("solution", "", "answer_double"),
-                                             _cell("solution", "", "answer_relu")], "ps1", "nb")
+        _fill_gradebook(f"sqlite:///{tmp / 'gradebook.db'}", cells, "ps1", "nb")
     finally:
         os.environ["PATH"] = old_path
-    yield db
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp / "gradebook.db"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def gradebook_template():
+    """One gradebook holding the test cells (TESTS) and answer cells used by every notebook below."""
+    with temporary_gradebook([*TESTS, _cell("solution", "", "answer_double"),
+                              _cell("solution", "", "answer_relu")]) as db:
+        yield db
 
 
 def make_course(tmp: Path, template_db: Path, cells, assignment="ps1", notebook="nb"):

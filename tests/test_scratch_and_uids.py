@@ -32,11 +32,23 @@ def course(tmp_path, release=True):
     return root, sub
 
 
+BUILT = []
+
+
+@pytest.fixture(autouse=True)
+def remove_scratch_dirs():
+    """Each test's scratch directories are removed (and their quota mounts unmounted) after it."""
+    yield
+    while BUILT:
+        BUILT.pop().remove()
+
+
 def build(root, sub, **traits):
     paths = {"course_root": str(root), "source_directory": "source", "release_directory": "release",
              "assignment_id": "ps1"}
-    base, scratch = ScratchBuilder(**traits).build(str(sub), paths)
-    return Path(base), Path(scratch)
+    scratch = ScratchBuilder(**traits).build(str(sub), paths)
+    BUILT.append(scratch)
+    return Path(scratch.base), Path(scratch.work)
 
 
 def listing(scratch):

@@ -10,7 +10,6 @@ Screenshots land in test-artifacts/student_lab_*.png for a human to look at.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import sync_playwright
-
-from conftest import ASSIGNMENT, NOTEBOOK, REPO, RELEASE_DIR, SOURCE_NB
+from conftest import ASSIGNMENT, CHROMIUM, NOTEBOOK, RELEASE_DIR, REPO, SOURCE_NB, free_port
 from graded_course import tree_digest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from test_instructor_notebook import SEED_TEST
+
 from grading.cli.misconceptions import REGISTRY_MODULE
 from grading.cli.sample_class import bug_catalog, solution_sources, student_notebook
 from grading.course import TRUSTED_MODULES
 from grading.trusted.modules import TrustedModules
-from test_instructor_notebook import SEED_TEST
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (make system-deps)")]
@@ -55,12 +52,6 @@ READ_TABLE = """table => [...table.querySelectorAll("tr")].map(tr => {
           mark: mark ? mark.textContent.trim() : null,
           color: mark ? getComputedStyle(mark).color : null};
 })"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:
@@ -123,14 +114,6 @@ def student_lab(tmp_path_factory):
         lab.release_digest = release_digest
         yield lab
         lab.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def open_lab(lab, browser, path=""):

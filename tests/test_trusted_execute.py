@@ -4,11 +4,10 @@ submission, and a course whose release folder is missing."""
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-from test_sandbox import GRADECHECK, _cell, _fill_gradebook, autograde, grades, make_course, outputs_of
+from test_sandbox import GRADECHECK, _cell, autograde, grades, make_course, outputs_of, temporary_gradebook
 
 from grading.sandbox.scratch import ScratchError
 
@@ -35,15 +34,8 @@ STUDENT = _cell("code", """
 
 @pytest.fixture(scope="module")
 def gradebook():
-    tmp = Path(tempfile.mkdtemp(prefix="test-trusted-gradebook-"))
-    old_path = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{old_path}"   # nbgrader runs alembic
-    try:
-        _fill_gradebook(f"sqlite:///{tmp / 'gradebook.db'}", TESTS, "ps1", "nb")
-    finally:
-        os.environ["PATH"] = old_path
-    yield tmp / "gradebook.db"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with temporary_gradebook(TESTS) as db:
+        yield db
 
 
 def test_kernel_module_names_and_warnings(tmp_path, gradebook):

@@ -20,6 +20,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
 from grading.cli.report import reason_from_nbgrader_result
+from grading.plugins.intake import SubmissionIntake
 from grading.trusted.seed_salt import SeedSalt
 
 STARTED_TOPIC = "grading-task-started"  # Dask event a task logs when it starts: {"key": ..., "worker": ...}
@@ -70,7 +71,9 @@ def course_payload(course, assignment):
 
 
 def submission_payload(course, assignment, student):
-    return regular_files(Path(course) / "submitted" / student / assignment)
+    """The submission's files, read through the intake: regular files only, never a link or device ({} for a
+    refused submission, which the coordinator's own Autograde then refuses with its reason)."""
+    return SubmissionIntake.for_course(course).read(Path(course) / "submitted", student, assignment)
 
 
 def write_files(root, files):

@@ -19,13 +19,17 @@ SKIPPED = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
 
 
 def make_course(root, repo=REPO):
-    """A fresh course directory at `root` (created if needed), copied from `repo`; returns its Path."""
+    """A course directory at `root` (created if needed) with the course files copied from `repo`; returns its
+    Path. Copies already there are replaced; everything else in it (gradebook, submissions, ...) stays."""
     root, repo = Path(root), Path(repo)
+    if root.resolve() == repo.resolve():
+        raise ValueError(f"a course directory made from {repo} cannot be {repo} itself")
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(repo / "nbgrader_config.py", root)
     shutil.copy(repo / "nn.py", root)
-    shutil.copytree(repo / "grading", root / "grading", ignore=SKIPPED)
-    shutil.copytree(repo / "source", root / "source", ignore=SKIPPED)
+    for folder in ("grading", "source"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+        shutil.copytree(repo / folder, root / folder, ignore=SKIPPED)
     shutil.copy(repo / "nn.py", root / "source" / ASSIGNMENT / "nn.py")  # as `make release` does
     return root
 

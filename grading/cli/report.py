@@ -22,6 +22,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config.loader import PyFileConfigLoader
 
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
+from grading.plugins.intake import SubmissionIntake
 
 
 @dataclass
@@ -57,7 +58,7 @@ def course_id_from_config(course):
     return config.CourseDirectory.get("course_id", "default_course")
 
 
-def _in_notebook_order(course, assignment, notebook):
+def in_notebook_order(course, assignment, notebook):
     """Grade cells of a gradebook notebook, ordered as in source/ (the gradebook keeps no order; by name if
     the source notebook is not there)."""
     path = Path(course) / "source" / assignment / f"{notebook.name}.ipynb"
@@ -149,6 +150,8 @@ def reason_from_nbgrader_result(result):
 def submission_problem(course, assignment, student, notebooks, recorded):
     """One line on what went wrong grading `student`'s submission, or None. In this order:
 
+    0. the submission was refused at intake (grading/plugins/intake.py): "could not be autograded: submission
+       refused, nothing in it was read: backprop.ipynb is a symbolic link";
     1. a notebook of the assignment (`notebooks`: names without .ipynb) missing from submitted/ (only checked
        when submitted/<student>/ exists here): "<notebook> not submitted (found: <what was there>)";
     2. nbgrader could not autograde it at all (invalid JSON, rejected metadata...): "could not be autograded:
@@ -160,6 +163,9 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     """
     course = Path(course)
     folder = course / "submitted" / student / assignment
+    refused = SubmissionIntake.for_course(course).refusal(course / "submitted", student, assignment)
+    if refused:  # decided from lstat alone: nothing of a refused submission is opened, here either
+        return f"could not be autograded: {refused}"
     if (course / "submitted" / student).is_dir():
         missing = [f"{name}.ipynb" for name in notebooks if not (folder / f"{name}.ipynb").is_file()]
         if missing:
@@ -197,7 +203,7 @@ def load_report(course, assignment=ASSIGNMENT, course_id=None):
         except MissingEntry:
             raise LookupError(f"assignment {assignment!r} is not in {db}") from None
         # grade cell name -> max points (the assignment has one notebook; names are unique within it)
-        cells = {c.name: c.max_score for nb in source.notebooks for c in _in_notebook_order(course, assignment, nb)}
+        cells = {c.name: c.max_score for nb in source.notebooks for c in in_notebook_order(course, assignment, nb)}
         notebooks = sorted(nb.name for nb in source.notebooks)
         recorded = recorded_problems(course)
         rows = []

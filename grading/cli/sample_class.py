@@ -17,9 +17,10 @@ from nbgrader.api import Gradebook
 
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
 from grading.fixtures.bug_catalog import BUGS
+from grading.notebook_items import graded_items
 
 DUE_DATE = datetime(2026, 11, 20, 23, 59, 59, tzinfo=timezone.utc)
-ANSWERS = ("multiply_backward", "sum_backward", "dot_product_backward", "nll_grad", "logreg_step")
+ANSWERS = tuple(item.answer_id for item in graded_items())   # the answer cells, read from the notebook
 
 # student id -> (first name, hours after the due date they submitted, {answer cell: what they wrote}).
 # What they wrote is "solution", a bug catalog entry name, or absent (the stub, untouched).
@@ -58,7 +59,7 @@ def solution_sources(source_nb):
     return {
         cell.id: "\n".join(line for line in cell.source.splitlines()
                            if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
-        for cell in nb.cells if cell.id in ANSWERS
+        for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("solution")
     }
 
 
@@ -98,7 +99,8 @@ def register(course, course_id, roster):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--course", default=".", help="course directory (default: here)")
+    parser.add_argument("--course", required=True,
+                        help="course directory: the demo's (grading/cli/demo_course.py), never the real class's")
     parser.add_argument("--course-id", default=COURSE_ID)
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()

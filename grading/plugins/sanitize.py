@@ -20,7 +20,8 @@ What goes wrong with nbgrader's own steps (0.9.6):
   ``"schema_version": 99`` in any cell's metadata leaves every later student of the class ungraded.
 
 Here a duplicate loses its nbgrader metadata entirely (it becomes an ordinary cell, which is what nbgrader meant)
-and is marked ``metadata.grading.duplicate_of`` so grading.plugins.trusted_execute.TrustedExecute can say so in the grade report;
+and is marked ``metadata.grading.duplicate_of`` so grading.plugins.trusted_execute.TrustedExecute can say so in the
+grade report;
 a schema mismatch rejects that one notebook, like any other metadata that fails validation.
 """
 from nbgrader import utils

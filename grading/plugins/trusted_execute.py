@@ -12,14 +12,15 @@ numpy or the checker, swallow errors, print a number) with the grader's privileg
   -- never run in the kernel: the grader runs them itself with its trusted checker and reaches student objects
   over RPC (grading/trusted/runner.py), and writes their outputs.
 * Kernel output is validated and capped (grading/trusted/outputs.py); per-cell timeouts interrupt the kernel and
-  kill it if it does not answer within ``interrupt_grace``; deaths, restarts and the one-line problem notes for the
-  grade report are kept in grading/trusted/kernel_life.py.
+  kill it if it does not answer within ``interrupt_grace``; deaths, restarts, the notebook's time budget
+  (``notebook_timeout``) and the one-line problem notes for the grade report are kept in
+  grading/trusted/kernel_life.py.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
-import shutil
 import typing as t
 
 from nbclient.exceptions import DeadKernelError
@@ -33,7 +34,7 @@ from grading.rpc.client import RemoteKernel
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError
 from grading.sandbox.scratch import ScratchBuilder
 from grading.trusted.gradebook import claims_test, grade_id, sources_of_test_cells, structure_notes
-from grading.trusted.kernel_life import KernelLife
+from grading.trusted.kernel_life import KernelLife, TimeBudgeted
 from grading.trusted.modules import TrustedModules
 from grading.trusted.outputs import (LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info,
                                      stream_output)
@@ -43,7 +44,7 @@ from grading.trusted.seed_salt import SeedSalt
 __all__ = ["TrustedExecute"]
 
 
-class TrustedExecute(BudgetedOutputs, Execute):
+class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
     """nbgrader ``Execute`` replacement: ordinary cells in a sandboxed kernel, test cells in the grader."""
 
     kernel_manager_class = Type(SandboxedKernelManager, klass="jupyter_client.manager.KernelManager",
@@ -59,8 +60,12 @@ class TrustedExecute(BudgetedOutputs, Execute):
     max_output_bytes_per_cell = Integer(1 << 20, help="Output kept per cell (characters of text/data).").tag(
         config=True)
     max_output_bytes_per_notebook = Integer(10 << 20, help="Output kept per notebook.").tag(config=True)
-    max_kernel_restarts = Integer(1, help="Fresh kernels (with replay of earlier cells) after a kernel death; "
-                                          "see grading/trusted/kernel_life.py.").tag(config=True)
+    max_kernel_restarts = Integer(-1, help="Fresh kernels (with replay of earlier cells) after kernel deaths; -1 = "
+                                           "as many as notebook_timeout allows (grading/trusted/kernel_life.py).").tag(
+        config=True)
+    notebook_timeout = Float(600.0, help="Wall-clock seconds for the whole notebook (kernel starts, restarts, every "
+                                         "cell); when they run out the kernel is stopped and the remaining cells "
+                                         "score nothing. 0 = no budget.").tag(config=True)
 
     course_root = Unicode("", help="Course directory (default: CourseDirectory.root).").tag(config=True)
 
@@ -86,14 +91,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.setup = TrustedCellSetup(modules, output_limit=self.max_output_bytes_per_cell,
                                       time_budget=self.test_cell_timeout)
         self.budget = OutputBudget(self.max_output_bytes_per_cell, self.max_output_bytes_per_notebook)
-        self.life = KernelLife(nb, self.max_kernel_restarts, self.log)
+        self.life = KernelLife(nb, self.max_kernel_restarts, self.log, self.notebook_timeout)
         self.rk: t.Any = None
         support_dir = (self.resources.get("metadata") or {}).get("path") or ""
-        base, self.scratch = ScratchBuilder(parent=self).build(support_dir, paths)
+        self.scratch = ScratchBuilder(parent=self).build(support_dir, paths)
         try:
             run_sync(self._async_run)()
         finally:
-            shutil.rmtree(base, ignore_errors=True)
+            self.scratch.remove()
         self.life.write_notes()
         return self.nb, self.resources
 
@@ -101,20 +106,22 @@ class TrustedExecute(BudgetedOutputs, Execute):
         for index, text in structure_notes(self.nb, self.tests):
             self.life.note(index, text)
         try:
-            await self._start_kernel()
+            await self._start_kernel_in_time()
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
                 if grade_id(cell) in self.tests:
                     await self._ensure_kernel()
-                    self._run_test_cell(cell, index, self.tests[grade_id(cell)])
+                    if not self._out_of_time(cell, index):
+                        self._run_test_cell(cell, index, self.tests[grade_id(cell)])
                 elif claims_test(cell):
                     cell.outputs = [error_output("UnverifiedTestCell", "this cell is marked as an autograder test "
                                                  "but is not one of the gradebook's test cells; it was not run")]
                     self.life.note(index, "marked as an autograder test but not one of the gradebook's; not run")
                 elif cell.source.strip():
                     await self._ensure_kernel()
-                    await self._run_ordinary_cell(cell, index)
+                    if not self._out_of_time(cell, index):
+                        await self._run_ordinary_cell(cell, index)
         finally:
             await self._stop_kernel()
 
@@ -126,16 +133,17 @@ class TrustedExecute(BudgetedOutputs, Execute):
             raise SandboxError(f"TrustedExecute.kernel_manager_class must be a SandboxedKernelManager, not "
                                f"{self.kernel_manager_class!r}; refusing to run student code unsandboxed")
         self.kernel_name = "python3"
-        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch)
+        self.km = self.kernel_manager_class(kernel_name="python3", config=self.config, scratch_dir=self.scratch.work)
         return self.km
 
     async def _start_kernel(self) -> None:
         self.create_kernel_manager()
-        await self.async_start_new_kernel(cwd=self.scratch)
+        await self.async_start_new_kernel(cwd=self.scratch.work)
         await self.async_start_new_kernel_client()
         reply = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
         self.nb.metadata["language_info"] = language_info(reply)
-        self.rk = RemoteKernel(self.km, self.scratch, timeout=self.rpc_timeout, interrupt_grace=self.interrupt_grace)
+        self.rk = RemoteKernel(self.km, self.scratch.work, timeout=self.rpc_timeout,
+                               interrupt_grace=self.interrupt_grace)
 
     async def _stop_kernel(self) -> None:
         if self.rk is not None:
@@ -168,8 +176,9 @@ class TrustedExecute(BudgetedOutputs, Execute):
         return None
 
     async def _ensure_kernel(self) -> None:
-        """Before each cell: if the kernel died, restart it and replay earlier cells (within budget)."""
-        if self.life.gave_up or self._alive():
+        """Before each cell: if the kernel died, restart it and replay earlier cells (within the restart limit and
+        the notebook's time budget)."""
+        if self.life.gave_up or self.life.out_of_time() or self._alive():
             return
         if self.life.death is None:
             self.life.died_between_cells(self.km.describe_exit(), self.rk)
@@ -178,11 +187,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
             return
         await self._stop_kernel()
         try:
-            await self._start_kernel()
+            if not await self._start_kernel_in_time():
+                return
         except Exception as e:
             self.rk = self.life.restart_failed(e)
             return
-        self.life.restarted(await self._replay(replay), self.rk)
+        replay_ok = await self._replay(replay)
+        if not self.life.out_of_time():         # else the next cell stops everything
+            self.life.restarted(replay_ok, self.rk)
 
     async def _replay(self, cells: list[int]) -> bool:
         """Re-run `cells` silently in the fresh kernel (their outputs are discarded); False if it died again."""
@@ -196,7 +208,7 @@ class TrustedExecute(BudgetedOutputs, Execute):
                 return False
             finally:
                 self.nb.cells[i] = original
-            if self._death_reason() is not None:
+            if self.life.out_of_time() or self._death_reason() is not None:
                 return False
             if not self.idle_seen:
                 await self._reconnect_output()
@@ -222,9 +234,14 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.code_cells_executed += 1
         cell.execution_count = self.code_cells_executed
         kernel = self.rk if self._alive() else self.life.stand_in()
-        cell.outputs = run_test_cell(source, kernel, self.setup, filename=f"<test cell {grade_id(cell)}>",
+        left = self.life.time_left()
+        setup = self.setup if left is None else dataclasses.replace(self.setup, time_budget=min(
+            self.setup.time_budget, left))
+        cell.outputs = run_test_cell(source, kernel, setup, filename=f"<test cell {grade_id(cell)}>",
                                      execution_count=cell.execution_count)
-        if self.life.death is None and self.rk is not None and not self._alive():
+        if self.life.out_of_time():
+            self._cut_short(cell, index)
+        elif self.life.death is None and self.rk is not None and not self._alive():
             self.life.died(index, self.rk.dead_reason or "died", self.rk)      # a test cell's RPC killed it
         self.budget.end_cell(cell.outputs)
 
@@ -243,6 +260,10 @@ class TrustedExecute(BudgetedOutputs, Execute):
         else:
             if not self.timed_out:
                 self.life.ran.append(index)     # replayed after a restart (timed-out cells are not)
+        if self.timed_out and self.life.out_of_time():       # cut short by the notebook's budget
+            self._cut_short(cell, index)
+            self.budget.end_cell(cell.outputs)
+            return
         self._cell_notes(cell, index)
         reason = self._death_reason()
         if reason is not None:
@@ -256,7 +277,8 @@ class TrustedExecute(BudgetedOutputs, Execute):
         self.budget.end_cell(cell.outputs)
 
     def _cell_notes(self, cell: NotebookNode, index: int) -> None:
-        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None, self.budget.truncated_at)
+        self.life.cell_notes(index, cell.outputs, self.timeout if self.timed_out else None, self.budget.truncated_at,
+                             self.scratch.quota_mb if self.scratch.full() else None)
 
     # ------------------------------------------------------------------ nbclient hooks
 

@@ -5,18 +5,22 @@ What the kernel sees
 * **No network at all**: a new network namespace (only a private loopback). Because TCP between the grader and a
   kernel in another network namespace is impossible, the kernel talks to the grader over ZeroMQ ``ipc`` (Unix
   domain) sockets whose files live in a directory that is bound into the sandbox *at the same absolute path*.
-* **A minimal, read-only filesystem**: ``/usr`` (and the ``/bin``, ``/lib*`` links or directories), ``/etc``, the
-  Python installation (``sys.base_prefix``) and the virtual environment (``sys.prefix``), all read-only; fresh
-  ``/dev`` and (with the PID namespace) ``/proc``; a private, size-capped tmpfs on ``/tmp`` (also ``HOME``) and
-  ``/dev/shm``; and exactly **one writable directory**, the per-notebook scratch directory
-  (grading/sandbox/scratch.py), which is the kernel's working directory. The course directory, ``source/``, the
-  gradebook and other students' files are simply not mounted.
+* **A minimal, read-only filesystem**: ``/usr`` (and the ``/bin``, ``/lib*`` links or directories), of ``/etc``
+  only the few files Python needs (``ld.so.cache``, ``localtime``: no ``passwd``, ``shadow``, ``hostname``, SSH
+  keys), the Python installation (``sys.base_prefix``) and the virtual environment (``sys.prefix``), all
+  read-only; fresh ``/dev`` and (with the PID namespace) ``/proc``; a private, size-capped tmpfs on ``/tmp`` (also
+  ``HOME``) and ``/dev/shm``; and exactly **one writable directory**, the per-notebook scratch directory
+  (grading/sandbox/scratch.py) under its disk quota, which is the kernel's working directory. The course
+  directory, ``source/``, the gradebook and other students' files are simply not mounted.
 * **Its own PID, IPC and UTS namespaces**. ipykernel shuts itself down in a new PID namespace ("Parent appears to
   have exited") only when its parent poller is armed by the ``JPY_PARENT_PID`` environment variable. The kernel
   gets a clean environment (``bwrap --clearenv``), so the poller is never armed and the PID namespace can be
   unshared, which (a) hides and protects every host process (a sandboxed process cannot signal or ptrace what it
   cannot name) and (b) guarantees clean-up: when the sandbox's init dies (``--die-with-parent``), the kernel kills
   every process it forked, even daemonised ones.
+* **A seccomp filter** (grading/sandbox/seccomp.py, ``bwrap --seccomp FD``): no new namespaces (so no nested
+  user namespace, as root too), no mounts, ``ptrace``, ``bpf``, ``keyctl``, ``perf_event_open``, ``userfaultfd``
+  or ``io_uring``.
 * **No privileges**: all capabilities are dropped and ``no_new_privs`` is set. When the grader runs as root, the
   kernel additionally runs under a fresh, otherwise unused UID/GID (``setpriv``; grading/sandbox/uids.py), so it
   cannot read root-only files in the read-only binds (``/etc/shadow``, SSH host keys), cannot touch processes of
@@ -104,7 +108,7 @@ def _namespaces(unshare_pid: bool, uid: int | None) -> list[str]:
     if unshare_pid:
         args.append("--unshare-pid")
     if os.geteuid() != 0:
-        # Unprivileged bwrap needs a user namespace; also forbid nested ones from inside.
+        # Unprivileged bwrap needs a user namespace; no nested ones from inside (as root: the seccomp filter).
         args += ["--unshare-user", "--disable-userns"]
     args += ["--cap-drop", "ALL"]
     if uid is not None:
@@ -167,16 +171,22 @@ def sandbox_command(
     setpriv: str | None = None,
     limits: t.Sequence[str] = (),
     prlimit: str | None = None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The full ``bwrap ... -- [setpriv ...] [prlimit ...] inner...`` command line.
 
     ro_binds: host paths bound read-only at the same path (a top-level symlink such as ``/bin -> usr/bin`` is
-        recreated as a symlink); ro_bind_exact: further read-only binds (e.g. the connection-file directory);
+        recreated as a symlink); ro_bind_exact: further read-only binds, files or directories (the
+        connection-file directory, the files of /etc);
     scratch_dir: the one writable bind, also the working directory; uid: run as this UID/GID (needs root);
-    limits: ``prlimit`` options such as ``--as=2147483648`` (:func:`rlimit_options`).
+    limits: ``prlimit`` options such as ``--as=2147483648`` (:func:`rlimit_options`);
+    seccomp_fd: a descriptor bwrap reads the compiled seccomp filter from (the caller hands it to the process and
+        closes it after the launch).
     """
     args = [bwrap, *_namespaces(unshare_pid, uid),
             *_mounts(scratch_dir, ro_binds, ro_bind_exact, tmp_size_mb, unshare_pid), "--clearenv"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     for key, value in env.items():
         args += ["--setenv", str(key), str(value)]
     args.append("--")

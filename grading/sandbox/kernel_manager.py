@@ -5,8 +5,9 @@ the course directory (``source/``, hidden tests, ``gradebook.db``), other studen
 environment variables; to open network connections; to exhaust memory, CPU or disk; or to escape and tamper with
 the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` (nbclient and
 nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
-what the kernel sees and its limits are in grading/sandbox/command.py, how its processes are found and killed in
-grading/sandbox/processes.py, its UID in grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
+what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
+grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
+grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
 
 Grader-side limits
 ------------------
@@ -36,7 +37,8 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from grading.sandbox.command import (SandboxError, covered, default_kernel_env, require_executable, rlimit_options,
                                      sandbox_command)
-from grading.sandbox.processes import TailBuffer, command_name, descendants, describe_exit, signal_all
+from grading.sandbox.processes import SandboxProcesses, TailBuffer, descendants, signal_all
+from grading.sandbox.seccomp import bpf_fd
 from grading.sandbox.sockets import RuntimeDirs, prepare_scratch
 from grading.sandbox.uids import allocate_uid, release_uid
 
@@ -45,7 +47,7 @@ __all__ = ["SandboxError", "SandboxedKernelManager"]
 SOCKET_CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
     """AsyncKernelManager whose kernels run in a bubblewrap sandbox (see the module docstring).
 
     Set ``scratch_dir`` (the one writable directory, the kernel's cwd) before starting the kernel. All limits are
@@ -74,8 +76,13 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_open_files = Integer(1024, help="RLIMIT_NOFILE of the kernel.").tag(config=True)
     tmp_size_mb = Integer(256, help="Size of the private tmpfs on /tmp and on /dev/shm, MiB each.").tag(config=True)
 
-    system_ro_binds = List(Unicode(), ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"],
+    system_ro_binds = List(Unicode(), ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"],
                            help="Host paths bound read-only (missing ones are skipped).").tag(config=True)
+    etc_files = List(Unicode(), ["/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime"],
+                     help="The only files of /etc the kernel sees, read-only (missing ones are skipped); measured "
+                          "with strace on the solved notebook.").tag(config=True)
+    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/sandbox/seccomp.py.").tag(
+        config=True)
     extra_ro_binds = List(Unicode(), [], help="More read-only binds, e.g. a shared data directory.").tag(config=True)
     unshare_pid = Bool(True, help="Give the kernel its own PID namespace (see module docstring).").tag(config=True)
     drop_privileges = Bool(True, help="When the grader runs as root, run the kernel under a fresh unused UID.").tag(
@@ -109,6 +116,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._release_uid: weakref.finalize | None = None
         self._dirs = RuntimeDirs(self.runtime_root)
         self._output: TailBuffer | None = None
+        self._seccomp_fd: int | None = None     # open from pre-start until the launch
 
     # ------------------------------------------------------------------ privileges and paths
 
@@ -149,9 +157,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         return sandbox_command(
             inner, bwrap=bwrap, scratch_dir=self.scratch_dir,
             ro_binds=[*self.system_ro_binds, *sorted(python_roots), *self.extra_ro_binds],
-            ro_bind_exact=[self._dirs.conn_dir] if self._dirs.conn_dir else [],
+            ro_bind_exact=[*(f for f in self.etc_files if os.path.exists(f)),
+                           *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
             env=env, tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
-            uid=uid, setpriv=setpriv, prlimit=prlimit,
+            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
             limits=rlimit_options(memory_mb=self.memory_limit_mb, file_size_mb=self.file_size_limit_mb,
                                   open_files=self.max_open_files, cpu_s=self.cpu_time_limit_s,
                                   processes=self.max_processes, own_uid=uid is not None))
@@ -167,18 +176,32 @@ class SandboxedKernelManager(AsyncKernelManager):
             setattr(self, name, 0)
         kw["cwd"] = self.scratch_dir
         kw["env"] = {"PATH": "/usr/bin:/bin"}     # bwrap's own environment; the kernel's is set by --setenv
-        return await super()._async_pre_start_kernel(**kw)
+        self._close_seccomp_fd()
+        self._seccomp_fd = bpf_fd() if self.seccomp else None    # named in the command line, so made first
+        try:
+            return await super()._async_pre_start_kernel(**kw)
+        except BaseException:
+            self._close_seccomp_fd()
+            raise
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
         read_fd, write_fd = os.pipe()
         kw["stdin"] = subprocess.DEVNULL
         kw["stdout"] = write_fd
         kw["stderr"] = write_fd
+        if self._seccomp_fd is not None:
+            kw["pass_fds"] = (self._seccomp_fd,)     # bwrap reads the filter from it (jupyter_client -> Popen)
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:
             os.close(write_fd)
+            self._close_seccomp_fd()
         self._output = TailBuffer(read_fd)
+
+    def _close_seccomp_fd(self) -> None:
+        fd, self._seccomp_fd = self._seccomp_fd, None
+        if fd is not None:
+            os.close(fd)
 
     async def _async_post_start_kernel(self, **kw: t.Any) -> None:
         await self._wait_for_sockets()
@@ -219,49 +242,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         kc = super().blocking_client()
         self._limit_context(kc.context)
         return kc
-
-    # ------------------------------------------------------------------ process control (sync, usable anywhere)
-
-    @property
-    def sandbox_pid(self) -> int | None:
-        """PID of the launched bwrap process."""
-        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
-        return proc.pid if proc is not None else None
-
-    def sandbox_exit_status(self) -> int | None:
-        """None while the sandbox runs, else bwrap's exit status (the kernel's, or 128+signal)."""
-        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
-        if proc is None:
-            return -1
-        return proc.poll()
-
-    def describe_exit(self) -> str:
-        """How the sandbox ended, in words ("killed by SIGSEGV (segmentation fault)")."""
-        return describe_exit(self.sandbox_exit_status())
-
-    def kernel_pids(self) -> list[int]:
-        """Host PIDs of the sandboxed processes (excluding the bwrap processes themselves)."""
-        pid = self.sandbox_pid
-        if pid is None:
-            return []
-        return [p for p in descendants(pid) if command_name(p) != "bwrap"]
-
-    def interrupt_now(self) -> None:
-        """SIGINT to every process in the sandbox (what a notebook's interrupt button does)."""
-        signal_all(self.kernel_pids(), signal.SIGINT)
-
-    def kill_now(self) -> None:
-        """SIGKILL the sandboxed processes and bwrap, synchronously."""
-        pid = self.sandbox_pid
-        if pid is None:
-            return
-        signal_all([*descendants(pid), pid], signal.SIGKILL)
-        proc = self.provisioner.process if self.provisioner else None
-        if proc is not None:
-            try:
-                proc.wait(timeout=5)
-            except Exception:
-                pass
 
     async def _async_interrupt_kernel(self) -> None:
         if self.has_kernel:

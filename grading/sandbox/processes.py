@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import typing as t
 
 EXIT_HINTS = {"SIGKILL": " (killed: memory, CPU-time limit or grader)", "SIGXCPU": " (CPU-time limit)",
               "SIGXFSZ": " (file-size limit)", "SIGSEGV": " (segmentation fault)"}
@@ -104,3 +105,51 @@ class TailBuffer:
 
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
+
+
+class SandboxProcesses:
+    """The sandbox's processes, controlled synchronously (usable from any thread, inside or outside the event
+    loop); mixed into the kernel manager, whose ``provisioner.process`` is the launched bwrap."""
+
+    provisioner: t.Any
+
+    @property
+    def sandbox_pid(self) -> int | None:
+        """PID of the launched bwrap process."""
+        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
+        return proc.pid if proc is not None else None
+
+    def sandbox_exit_status(self) -> int | None:
+        """None while the sandbox runs, else bwrap's exit status (the kernel's, or 128+signal)."""
+        proc = getattr(self.provisioner, "process", None) if self.provisioner else None
+        if proc is None:
+            return -1
+        return proc.poll()
+
+    def describe_exit(self) -> str:
+        """How the sandbox ended, in words ("killed by SIGSEGV (segmentation fault)")."""
+        return describe_exit(self.sandbox_exit_status())
+
+    def kernel_pids(self) -> list[int]:
+        """Host PIDs of the sandboxed processes (excluding the bwrap processes themselves)."""
+        pid = self.sandbox_pid
+        if pid is None:
+            return []
+        return [p for p in descendants(pid) if command_name(p) != "bwrap"]
+
+    def interrupt_now(self) -> None:
+        """SIGINT to every process in the sandbox (what a notebook's interrupt button does)."""
+        signal_all(self.kernel_pids(), signal.SIGINT)
+
+    def kill_now(self) -> None:
+        """SIGKILL the sandboxed processes and bwrap, synchronously."""
+        pid = self.sandbox_pid
+        if pid is None:
+            return
+        signal_all([*descendants(pid), pid], signal.SIGKILL)
+        proc = self.provisioner.process if self.provisioner else None
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except Exception:
+                pass

@@ -1,4 +1,5 @@
-"""The sandbox's one writable directory: a fresh scratch directory holding copies of the notebook's support files.
+"""The sandbox's one writable directory: a fresh scratch directory holding copies of the notebook's support files,
+under a disk quota.
 
 nbgrader's autograde copies the student's files *and* every file of ``source/<assignment>/`` next to the notebook,
 so instructor-only files (in ``source/`` but not in ``release/``) would reach student code. The builder leaves them
@@ -8,11 +9,17 @@ assignment's release folder is missing, as on a worker that was not sent it) it 
 are copied (checked with ``lstat`` and again on the opened file), so a link or device planted in a submission
 cannot make the grader copy ``source/``, ``gradebook.db`` or ``/dev/zero`` into the sandbox.
 
+Disk quota: when the grader is root, the scratch directory is a tmpfs of ``disk_quota_mb`` (grading/sandbox/quota.py),
+so a cell that writes until it fails leaves nothing on the host disk; the rest of the notebook is still graded (the
+RPC channel is a socket, which needs no space). Without root no quota is enforced (logged once).
+
 Configurable as ``c.ScratchBuilder.*`` in nbgrader_config.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import stat
 import tempfile
 import typing as t
@@ -20,6 +27,7 @@ import typing as t
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from grading.sandbox import quota
 from grading.sandbox.command import SandboxError
 
 SKIPPED_NAMES = (".ipynb_checkpoints", "__pycache__")
@@ -100,35 +108,96 @@ def _copy_regular_file(src: str, dst: str, limit: int) -> int | None:
     return copied
 
 
+def _remove_partial(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@dataclasses.dataclass
+class Scratch:
+    """One notebook's scratch directory inside a private base directory: remove() it when the notebook is done."""
+
+    base: str
+    work: str                     # the kernel's working directory: support files and whatever the student writes
+    quota_mb: int = 0             # its disk quota (a tmpfs mounted on it), 0 = none enforced
+
+    def full(self) -> bool:
+        """Is the quota used up (less than 1 MiB left)? False without a quota."""
+        if not self.quota_mb:
+            return False
+        st = os.statvfs(self.work)
+        return st.f_bavail * st.f_frsize < (1 << 20)
+
+    def remove(self) -> None:
+        if self.quota_mb:
+            quota.unmount(self.work)
+            self.quota_mb = 0
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+_warned_no_quota = False
+
+
 class ScratchBuilder(LoggingConfigurable):
     """Builds one notebook's scratch directory (see the module docstring)."""
 
     scratch_root = Unicode("", help="Parent of the per-notebook scratch dirs (default: system temp dir; a tmpfs "
                                     "such as /dev/shm makes RPCs faster).").tag(config=True)
-    support_files_max_mb = Integer(512, help="Cap on support files copied into the scratch dir.").tag(config=True)
+    support_files_max_mb = Integer(512, help="Cap on support files copied into the scratch dir (within its disk "
+                                             "quota).").tag(config=True)
     exclude_instructor_files = Bool(True, help="Do not copy files found in source/<assignment>/ but not in "
                                                "release/<assignment>/ (refuse when release/ is missing).").tag(
         config=True)
+    disk_quota_mb = Integer(256, help="Disk quota of the scratch directory, support files included: a tmpfs of this "
+                                      "size when grading as root (grading/sandbox/quota.py); 0 = none.").tag(
+        config=True)
+    max_files = Integer(10000, help="Files and directories the scratch directory may hold (tmpfs inodes; only with "
+                                    "the disk quota).").tag(config=True)
 
-    def build(self, support_dir: str, paths: t.Mapping[str, str]) -> tuple[str, str]:
-        """(base, scratch): a fresh scratch directory inside a fresh private base directory (remove the base when
-        done), holding the support files of `support_dir` (not its notebooks). `paths`: course_root,
-        source_directory, release_directory and assignment_id (nbgrader's CourseDirectory)."""
+    def build(self, support_dir: str, paths: t.Mapping[str, str]) -> Scratch:
+        """A fresh :class:`Scratch` whose working directory holds the support files of `support_dir` (not its
+        notebooks). `paths`: course_root, source_directory, release_directory and assignment_id (nbgrader's
+        CourseDirectory)."""
         copy = bool(support_dir) and _real_dir(support_dir)
         skip = set()
         if copy and self.exclude_instructor_files:
             skip = instructor_only_files(*[os.path.join(paths["course_root"], paths[d], paths["assignment_id"])
                                            if paths.get("assignment_id") else None
                                            for d in ("source_directory", "release_directory")])
-        base = tempfile.mkdtemp(prefix="grading-", dir=self.scratch_root or None)
-        scratch = os.path.join(base, "scratch")
-        os.mkdir(scratch, 0o700)
-        if copy:
-            self._copy_tree(support_dir, scratch, skip)
-        return base, scratch
+        root = self.scratch_root or tempfile.gettempdir()
+        if self.disk_quota_mb > 0 and quota.can_mount():
+            quota.sweep_stale(root)
+        base = tempfile.mkdtemp(prefix=quota.base_prefix(), dir=root)
+        scratch = Scratch(base, os.path.join(base, "scratch"))
+        try:
+            os.mkdir(scratch.work, 0o700)
+            self._limit(scratch)
+            if copy:
+                self._copy_tree(support_dir, scratch.work, skip)
+        except BaseException:
+            scratch.remove()
+            raise
+        return scratch
+
+    def _limit(self, scratch: Scratch) -> None:
+        """The disk quota, when it can be had (root)."""
+        global _warned_no_quota
+        if self.disk_quota_mb <= 0:
+            return
+        if not quota.can_mount():
+            if not _warned_no_quota:
+                self.log.warning("TrustedExecute: not running as root, so the scratch directory has no disk quota "
+                                 "(only the per-file limit); see grading/sandbox/quota.py")
+                _warned_no_quota = True
+            return
+        quota.mount_tmpfs(scratch.work, self.disk_quota_mb, self.max_files)
+        scratch.quota_mb = self.disk_quota_mb
 
     def _copy_tree(self, src_root: str, dst_root: str, skip: set[str]) -> None:
-        budget = self.support_files_max_mb << 20
+        cap_mb = min(self.support_files_max_mb, self.disk_quota_mb or self.support_files_max_mb)
+        budget = cap_mb << 20
         todo = [""]
         while todo:
             rel = todo.pop()
@@ -145,10 +214,14 @@ class ScratchBuilder(LoggingConfigurable):
                 elif relpath in skip:
                     self.log.info("TrustedExecute: not copying instructor-only file %s", relpath)
                 elif st.st_size > budget:
-                    self.log.warning("TrustedExecute: support files exceed %d MiB; %s not copied",
-                                     self.support_files_max_mb, relpath)
+                    self.log.warning("TrustedExecute: support files exceed %d MiB; %s not copied", cap_mb, relpath)
                 else:
-                    copied = _copy_regular_file(src, dst, budget)
+                    try:
+                        copied = _copy_regular_file(src, dst, budget)
+                    except OSError as e:        # e.g. the disk quota, with the file system's own overhead
+                        self.log.warning("TrustedExecute: %s not copied: %s", relpath, e.strerror)
+                        _remove_partial(dst)
+                        continue
                     if copied is None:
                         self.log.warning("TrustedExecute: %s changed or is linked elsewhere; not copied", relpath)
                     else:

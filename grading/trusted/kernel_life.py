@@ -1,4 +1,5 @@
-"""The student kernel's life while one notebook runs -- deaths, restarts -- and every problem note, kept here.
+"""The student kernel's life while one notebook runs -- deaths, restarts, its time budget -- and every problem note,
+kept here.
 
 Kernel death
 ------------
@@ -8,15 +9,26 @@ cleanly (:class:`DeadKernel`), so they earn zero for whatever needed the dead ke
 
 Restart after a death (decision)
 --------------------------------
-By default (``TrustedExecute.max_kernel_restarts = 1``) the grader then starts **one** fresh sandboxed kernel and
-silently re-runs every earlier ordinary code cell except the ones that killed a kernel, so the remaining cells and
-tests see the state they need; the dying cell keeps its error output and gets a note saying so. Rationale: a single
-exploratory cell that exceeds the sandbox's (deliberately tight) memory limit, or loops forever ignoring interrupts,
-should not zero every later, independent exercise -- while a bare restart without replay is useless (all
-definitions gone) and unlimited restarts would let a hostile notebook multiply grading time. Replay runs only code
-that already ran in the same sandbox, so it grants no new capability; outputs of replayed cells are discarded; if
-the kernel dies again during the replay or the restart budget is spent, the rest of the notebook runs against the
+The grader then starts a fresh sandboxed kernel and silently re-runs every earlier ordinary code cell except the
+ones that killed a kernel, so the remaining cells and tests see the state they need; the dying cell keeps its error
+output and gets a note saying so. By default (``TrustedExecute.max_kernel_restarts = -1``) it does so after every
+death, as long as the notebook's time budget lasts. Rationale: an exploratory cell that exceeds the sandbox's
+(deliberately tight) memory limit, or an answer that hangs ignoring interrupts, should not zero every later,
+independent exercise -- a second such item once used up the single restart and cost the honest items after it
+their points -- while a bare restart without replay is useless (all definitions gone). What restarts and replays
+cost is bounded by the time budget below, not by a count. Replay runs only code that already ran in the same
+sandbox, so it grants no new capability; outputs of replayed cells are discarded; if the kernel dies again during
+the replay or a restart limit set in ``max_kernel_restarts`` is spent, the rest of the notebook runs against the
 dead kernel as described above. ``max_kernel_restarts = 0`` gives strict "a dead kernel stays dead" semantics.
+
+Time budget per notebook
+------------------------
+Cells and RPC calls have their own timeouts, but N cells each sleeping just under the cell timeout once held a
+worker for N times that. ``TrustedExecute.notebook_timeout`` (wall-clock seconds from the notebook's start: kernel
+starts, restarts, replays and every cell) bounds the whole notebook: each cell's timeout, each test cell's RPC
+budget and each kernel start is cut to what is left. When it runs out, the kernel is killed, the cell that was
+running gets a ``NotebookTimeoutError`` output, every later cell is not run and gets one too (a test cell with an
+error output scores 0), and one note says where it happened.
 
 Problem notes
 -------------
@@ -28,7 +40,10 @@ overwritten, so a submission cannot plant notes of its own.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 import typing as t
 
 from nbformat import NotebookNode
@@ -40,6 +55,7 @@ from grading.trusted.outputs import error_output, stream_output
 
 MAX_NOTES = 50
 MAX_NOTE = 300
+BUDGET_ERROR = "NotebookTimeoutError"
 
 
 class KernelHandle(t.Protocol):
@@ -91,14 +107,19 @@ def death_output(index: int, reason: str, suffix: str = "") -> NotebookNode:
 class KernelLife:
     """Deaths, restarts and problem notes of one notebook's run (see the module docstring)."""
 
-    def __init__(self, nb: NotebookNode, max_restarts: int, log: logging.Logger):
+    def __init__(self, nb: NotebookNode, max_restarts: int, log: logging.Logger, budget_s: float = 0.0):
+        """max_restarts: -1 = no limit but the time budget; budget_s: the notebook's seconds from now, 0 = none."""
         self.nb, self.max_restarts, self.log = nb, max_restarts, log
+        self.budget_s = budget_s
+        self.deadline = time.monotonic() + budget_s if budget_s > 0 else math.inf
+        self.out_of_time_in: int | None = None         # the cell where the time budget ran out
         self.notes: list[str] = []
         self.ran: list[int] = []              # ordinary cells run in the current kernel (replayed after a restart)
         self.culprits: set[int] = set()       # cells that killed a kernel (never replayed)
         self.restarts = 0
         self.death: tuple[int, str] | None = None    # (cell index, reason) of the death to report
         self.gave_up = False                          # no more restarts: the kernel stays dead
+        self.disk_full_noted = False
 
     def note(self, index: int | None, text: str) -> None:
         """Record a one-line note for the grade report (and the log): "cell 12 (sum_backward): <text>"."""
@@ -114,8 +135,13 @@ class KernelLife:
             self.notes.append(note)
             self.log.warning("TrustedExecute: %s", note)
 
-    def cell_notes(self, index: int, outputs: list, timed_out_after: float | None, truncated_at: str | None) -> None:
-        """Notes about an ordinary cell that just ran: timeout, truncated output, MemoryError."""
+    def cell_notes(self, index: int, outputs: list, timed_out_after: float | None, truncated_at: str | None,
+                   disk_full_mb: int | None = None) -> None:
+        """Notes about an ordinary cell that just ran: timeout, truncated output, MemoryError, and (once) the scratch
+        directory's disk quota of `disk_full_mb` MiB used up."""
+        if disk_full_mb is not None and not self.disk_full_noted:
+            self.note(index, f"the scratch directory's disk quota ({disk_full_mb} MiB) is full")
+            self.disk_full_noted = True
         if timed_out_after is not None:
             self.note(index, f"timed out after {timed_out_after} s")
         if truncated_at is not None:
@@ -153,7 +179,7 @@ class KernelLife:
     def restart_plan(self) -> list[int] | None:
         """After a death: the cells to re-run in a fresh kernel, or None when no restart is left."""
         index, reason = self.death
-        if self.restarts >= self.max_restarts:
+        if 0 <= self.max_restarts <= self.restarts:
             self.gave_up = True
             self.note(None, f"the kernel stayed dead after cell {index + 1} (no restarts left): later cells were "
                             "not run")
@@ -187,3 +213,78 @@ class KernelLife:
         self.note(index, "the fresh kernel died again while re-running earlier cells: later cells were not run")
         self.death = (index, reason + "; it died again while re-running earlier cells")
         kernel.mark_dead(self.death[1])
+
+    # ------------------------------------------------------------------ the notebook's time budget
+
+    def time_left(self) -> float | None:
+        """Seconds left of the notebook's budget (never below 0), or None without a budget."""
+        return None if self.deadline == math.inf else max(0.0, self.deadline - time.monotonic())
+
+    def out_of_time(self) -> bool:
+        return self.out_of_time_in is not None or time.monotonic() >= self.deadline
+
+    def ran_out(self, index: int, kernel: KernelHandle | None) -> None:
+        """The budget ran out in (or just before) cell `index`, and the kernel has been killed: note it once."""
+        if self.out_of_time_in is not None:
+            return
+        self.out_of_time_in, self.gave_up = index, True
+        self.note(index, f"the notebook's time budget of {self.budget_s:g} s ran out: the kernel was stopped and "
+                         "later cells were not run")
+        if kernel is not None:
+            kernel.mark_dead(f"the notebook's time budget of {self.budget_s:g} s ran out")
+
+    def cut_short(self) -> NotebookNode:
+        """The output added to the cell that was running when the budget ran out."""
+        return error_output(BUDGET_ERROR, f"the notebook's time budget of {self.budget_s:g} s ran out during this "
+                                          "cell; the kernel was stopped")
+
+    def not_run_in_time(self) -> NotebookNode:
+        """The output of every cell after the one where the budget ran out (a test cell scores 0 with it)."""
+        return error_output(BUDGET_ERROR, f"not run: the notebook's time budget of {self.budget_s:g} s ran out in "
+                                          f"cell {self.out_of_time_in + 1}")
+
+
+class TimeBudgeted:
+    """nbclient hooks and helpers, mixed into TrustedExecute, that keep one notebook within ``self.life``'s time
+    budget: each cell's timeout and each kernel start are cut to what is left; when nothing is left the kernel is
+    killed at once and every later cell is marked not run."""
+
+    life: KernelLife
+    km: t.Any          # the SandboxedKernelManager, or None
+    rk: t.Any          # the kernel handle, or None
+
+    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
+        """The cell timeout, cut to what is left of the notebook's time budget."""
+        timeout, left = super()._get_timeout(cell), self.life.time_left()
+        return timeout if left is None else max(0.01, min(timeout or left, left))
+
+    async def _start_kernel_in_time(self) -> bool:
+        """Start a kernel within what is left of the notebook's time budget; False if the budget ran out first
+        (the next cell then stops everything)."""
+        try:
+            await asyncio.wait_for(self._start_kernel(), self.life.time_left())
+        except asyncio.TimeoutError:
+            if not self.life.out_of_time():
+                raise
+            return False
+        return True
+
+    def _out_of_time(self, cell: NotebookNode, index: int) -> bool:
+        """Before a cell: if the notebook's time budget is spent, kill the kernel (once) and mark the cell not run."""
+        if not self.life.out_of_time():
+            return False
+        if self.life.out_of_time_in is None:
+            self._stop_now(index)
+        cell.outputs = [self.life.not_run_in_time()]
+        return True
+
+    def _stop_now(self, index: int) -> None:
+        """The budget ran out in cell `index`: kill the kernel at once."""
+        if self.km is not None:
+            self.km.kill_now()
+        self.life.ran_out(index, self.rk)
+
+    def _cut_short(self, cell: NotebookNode, index: int) -> None:
+        """The budget ran out while `cell` ran: it scores nothing, and nothing runs after it."""
+        self._stop_now(index)
+        cell.outputs.append(self.life.cut_short())
