@@ -34,6 +34,13 @@ def course(tmp_path):
 TEST_SECRET = "0f" * 32 + "\n"
 
 
+def write_test_secret(course):
+    """The shared test secret, owner-only like the one the grader creates."""
+    path = Path(course) / "seed_secret"
+    path.write_text(TEST_SECRET)
+    path.chmod(0o600)
+
+
 def solution_and_hidden_lines(nb_path=SOURCE_NB):
     """Instructor-only lines of the source notebook: inside solution or hidden-test regions and nowhere else."""
     nb = nbformat.read(nb_path, as_version=4)

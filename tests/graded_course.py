@@ -13,7 +13,7 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, NOTEBOOK, TEST_SECRET, nbgrader
+from conftest import ASSIGNMENT, NOTEBOOK, write_test_secret, nbgrader
 from grading.cli import report, sample_class
 from grading.cli.demo_course import make_demo_course
 from grading.course import COURSE_ID
@@ -76,7 +76,7 @@ def make_class(root):
     """A course with the release generated and the sample class submitted and registered, as `make demo` makes
     its demo/ course; with the tests' course secret, so two such courses draw the same hidden inputs."""
     course = make_demo_course(root)
-    (course / "seed_secret").write_text(TEST_SECRET)
+    write_test_secret(course)
     return course
 
 

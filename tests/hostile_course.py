@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from conftest import ASSIGNMENT, SOURCE_NB, TEST_SECRET, make_course, nbgrader, solution_and_hidden_lines
+from conftest import ASSIGNMENT, SOURCE_NB, write_test_secret, make_course, nbgrader, solution_and_hidden_lines
 from grading.cli.sample_class import solution_sources
 from hostile_catalog import NOTEBOOK, POINTS, Context, honest
 
@@ -35,7 +35,7 @@ def build_class(root, entries, honest_student=HONEST):
     course = make_course(root)
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + CATALOG_CONFIG)
-    (course / "seed_secret").write_text(TEST_SECRET)
+    write_test_secret(course)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     ctx = Context(course / "release" / ASSIGNMENT, solution_sources(SOURCE_NB), outside=course.parent / "outside")
     for entry in entries:

@@ -2,6 +2,7 @@
 and the parallel class command agreeing with plain sequential `nbgrader autograde` (slow: whole-class runs)."""
 import csv
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -75,6 +76,8 @@ def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
 
 def test_plain_sequential_nbgrader_autograde_gives_the_same_grades(graded_course, tmp_path):
     course = make_class(tmp_path / "sequential")
+    # The same course secret, as when a course moves with its gradebook: the same hidden inputs per submission.
+    shutil.copy(graded_course / "seed_secret", course / "seed_secret")
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     assert grade_table(course) == grade_table(graded_course)
     for student in ["dev", "eve"]:

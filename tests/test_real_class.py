@@ -127,10 +127,12 @@ def test_make_venv_reinstalls_only_when_the_pins_change(tmp_path):
     course = clone(tmp_path / "clone")
     stamp = current_stamp(course)
     # PYTHON=false: any attempt to build or install fails loudly instead of touching the shared .venv.
-    kept = subprocess.run(["make", "venv", f"VENV_STAMP={stamp}", "PYTHON=false", "VENV=no-venv"], cwd=course,
+    # --no-print-directory: under `make test` this make is a sub-make, which would announce its directory.
+    make_venv = ["make", "--no-print-directory", "venv", f"VENV_STAMP={stamp}", "PYTHON=false", "VENV=no-venv"]
+    kept = subprocess.run(make_venv, cwd=course,
                           text=True, capture_output=True, check=False)
     assert (kept.returncode, kept.stdout.strip()) == (0, "")
     stamp.write_text("digest of older pins\n")
-    changed = subprocess.run(["make", "venv", f"VENV_STAMP={stamp}", "PYTHON=false", "VENV=no-venv"], cwd=course,
+    changed = subprocess.run(make_venv, cwd=course,
                              text=True, capture_output=True, check=False)
     assert changed.returncode != 0 and "installing the pinned requirements" in changed.stdout
