@@ -369,7 +369,8 @@ for path in sorted(set(find(("gradebook.db",))) | {"gradebook.db", "../gradebook
 READ_INSTRUCTOR = FIND_FILES + '''
 # print the instructor's notebook, hidden tests included, from wherever it can be found
 import glob
-candidates = find((".ipynb", "gradebook.db", "gradcheck.py"))
+candidates = find((".ipynb", "gradebook.db", "gradcheck.py", "seed_secret"))
+candidates += ["../../../seed_secret", "../../seed_secret", "../seed_secret", "/proc/1/cwd/seed_secret"]
 candidates += glob.glob("/proc/*/cwd/source/*/*.ipynb") + glob.glob("/proc/*/root/*/source/*/*.ipynb")
 candidates += ["../../../source/ex09_backprop/backprop.ipynb", "../../source/ex09_backprop/backprop.ipynb"]
 for path in candidates:
@@ -379,7 +380,7 @@ for path in candidates:
         print("cannot read", path, type(e).__name__)
         continue
     print("read", path, len(text))
-    if "BEGIN SOLUTION" in text or "HIDDEN TESTS" in text or "seeds=(90" in text:
+    if "BEGIN SOLUTION" in text or "HIDDEN TESTS" in text or "seeds=(90" in text or "seed_secret" in path:
         print(text)
 for path in glob.glob("/proc/*/environ") + glob.glob("/proc/*/cmdline"):
     try:
@@ -553,7 +554,7 @@ CHEATS = [
     Entry("own-support-files", "submits its own gradcheck.py and nn.py", modified_support_files),
     Entry("write-gradebook", "writes full points into every gradebook.db it can find",
           with_cell("code-02", WRITE_GRADEBOOK)),
-    Entry("read-instructor", "searches for the instructor notebook and prints it",
+    Entry("read-instructor", "searches for the instructor notebook and the course secret and prints them",
           with_cell("code-02", READ_INSTRUCTOR)),
     Entry("kill-kernel", "kills every process it can see, then its kernel from a graded call (multiply solved)",
           kill_kernel, earns=("test_multiply_backward",)),
@@ -761,6 +762,9 @@ INTAKE = [
           problem=REFUSED + "answers.txt is a symbolic link"),
     Entry("support-link-gradebook", "answers.txt links to gradebook.db and an answer cell prints it",
           _support_file(lambda ctx, folder, path: path.symlink_to("../../../gradebook.db")),
+          problem=REFUSED + "answers.txt is a symbolic link"),
+    Entry("support-link-secret", "answers.txt links to the course secret that salts the hidden inputs",
+          _support_file(lambda ctx, folder, path: path.symlink_to("../../../seed_secret")),
           problem=REFUSED + "answers.txt is a symbolic link"),
     Entry("support-link-dev-zero", "answers.txt links to /dev/zero (copying it fills the disk)",
           _support_file(lambda ctx, folder, path: path.symlink_to("/dev/zero")),

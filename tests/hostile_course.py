@@ -221,8 +221,8 @@ def _student_lines(course, student):
 
 
 def leaked_lines(course, student):
-    """Instructor-only lines (solution and hidden-test regions of source/) that the student did not write and
-    that appear in the outputs of their autograded notebook or in their feedback page."""
+    """Instructor-only lines (solution and hidden-test regions of source/, and the course secret) that the student
+    did not write and that appear in the outputs of their autograded notebook or in their feedback page."""
     secret = solution_and_hidden_lines() - _student_lines(course, student)
     shown = []
     autograded = course / "autograded" / student / ASSIGNMENT / NOTEBOOK
@@ -231,6 +231,8 @@ def leaked_lines(course, student):
     for page in (course / "feedback" / student / ASSIGNMENT).glob("*.html"):
         shown.append(_html_text(page.read_text()))
     text = "\n".join(shown)
+    secret_file = course / "seed_secret"     # the course secret salts the hidden inputs: instructor-only
+    secret |= {secret_file.read_text().strip()} if secret_file.exists() else set()
     return sorted(line for line in secret if line in text)
 
 

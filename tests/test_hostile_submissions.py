@@ -121,6 +121,11 @@ def test_the_leak_check_finds_instructor_lines_in_outputs_and_feedback(tmp_path)
     # what the student wrote is theirs to see
     nbformat.write(new.new_notebook(cells=[new.new_code_cell(solution)]), submitted / NOTEBOOK)
     assert leaked_lines(tmp_path, "x") == [hidden]
+    # the course secret, printed by a kernel that could read it
+    (tmp_path / "seed_secret").write_text("c0ffee" * 8 + "\n")
+    nbformat.write(new.new_notebook(cells=[new.new_code_cell("x", outputs=[
+        new.new_output("stream", name="stdout", text="read ../seed_secret: " + "c0ffee" * 8)])]), autograded / NOTEBOOK)
+    assert leaked_lines(tmp_path, "x") == ["c0ffee" * 8]
 
 
 # ---------------------------------------------------------------------------------------------- cheats ----
