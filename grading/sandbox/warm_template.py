@@ -187,7 +187,12 @@ class WarmTemplate:
         while not select.select([self.lifeline], [], [], 0.1)[0]:
             if self.popen.poll() is not None or time.monotonic() > deadline:
                 raise WarmUnavailable(self._failure("the template did not start"))
-        if not self.lifeline.recv(MAX_MESSAGE):
+        try:
+            ready = self.lifeline.recv(MAX_MESSAGE)
+        except OSError:                 # reset: the template exited with the hello unread
+            ready = b""
+        if not ready:
+            self.popen.wait(timeout=5)
             raise WarmUnavailable(self._failure("the template exited"))
         self.depth = len(nspid(self.popen.pid)) + 1
 
