@@ -1,5 +1,8 @@
 """The bubblewrap command line that starts a kernel in the sandbox, and its resource limits.
 
+A warm kernel (grading/sandbox/warm_kernels.py) gets the same view, namespaces, privileges, seccomp filter and
+limits by setting itself up after the fork from its template (grading/sandbox/warm_child.py).
+
 What the kernel sees
 --------------------
 * **No network at all**: a new network namespace (only a private loopback). Because TCP between the grader and a

@@ -7,7 +7,9 @@ the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``Async
 nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
 what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
 grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
-grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
+grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py. Its subclass
+grading/sandbox/warm_kernels.py (WarmKernelManager) forks the kernel from a warm template instead, isolated the
+same way.
 
 Grader-side limits
 ------------------

@@ -82,13 +82,20 @@ class WarmProcess:
         self._lock = threading.Lock()
 
     def _read(self, timeout: float) -> None:
+        """Take the template's exit report if one comes within `timeout` (waiting without the lock, so a poll from
+        another thread never waits for a wait)."""
+        if self.returncode is None and timeout > 0:
+            try:
+                select.select([self.conn], [], [], timeout)
+            except (OSError, ValueError):     # closed meanwhile by another thread
+                pass
         with self._lock:
             if self.returncode is not None:
                 return
-            self.conn.settimeout(timeout)
             try:
+                self.conn.setblocking(False)
                 data = self.conn.recv(MAX_MESSAGE)
-            except (BlockingIOError, TimeoutError):
+            except BlockingIOError:
                 return
             except OSError:
                 data = b""
@@ -107,7 +114,7 @@ class WarmProcess:
             left = 1.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise subprocess.TimeoutExpired("warm kernel", timeout or 0)
-            self._read(min(left, 1.0))
+            self._read(min(left, 0.5))
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
