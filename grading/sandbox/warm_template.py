@@ -199,7 +199,10 @@ class WarmTemplate:
         except OSError:                 # reset: the template exited with the hello unread
             ready = b""
         if not ready:
-            self.popen.wait(timeout=5)
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             raise WarmUnavailable(self._failure("the template exited"))
         self.depth = len(nspid(self.popen.pid)) + 1
 
@@ -284,7 +287,7 @@ def template_for(settings: TemplateSettings, max_starts: int) -> WarmTemplate:
         _starts[settings] = _starts.get(settings, 0) + 1
         try:
             _templates[settings] = WarmTemplate(settings)
-        except (OSError, WarmUnavailable) as e:
+        except Exception as e:          # cannot be made: never retried for these settings
             _failed[settings] = str(e)
             raise WarmUnavailable(str(e)) from e
         return _templates[settings]
