@@ -3,17 +3,24 @@ the same template, and nothing a hostile student leaves behind reaches the next 
 grading falls back to cold sandboxed kernels with one log line (slow: real nbgrader, real bwrap)."""
 import json
 import os
+import signal
 
 import nbformat
 import pytest
 
+from grading.sandbox import warm_template
+from grading.sandbox.processes import descendants
+from grading.sandbox.warm_template import nspid
+
+from grading.sandbox.warm_kernels import WarmKernelManager
+from test_sandbox import Sandbox, warm_config
 from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader, write_test_secret
 from grading.cli.sample_class import solution_sources
 from grading.course import NOTEBOOK
 from hostile_catalog import ALL, POINTS, Context, insert_code, write
 from hostile_course import CATALOG_CONFIG, grades_in_db
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="warm kernels need root")]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="warm kernels need root")
 
 HOSTILE, HONEST = "aa-hostile", "zz-honest"    # graded in this order by one autograde run
 PROBE_ID = "warm-probe"
@@ -101,6 +108,7 @@ def probe(course, student):
     return int(lines[0].split()[1]) if lines[0].startswith("UID") else None, json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_a_hostile_student_leaves_nothing_for_the_next_one(tmp_path):
     course, log = graded_class(tmp_path / "course")
     assert "no warm kernel" not in log
@@ -129,6 +137,7 @@ def test_a_hostile_student_leaves_nothing_for_the_next_one(tmp_path):
         honest["cwd"].split("/")[2]]          # no other student's scratch directory
 
 
+@pytest.mark.slow
 def test_without_a_template_grading_falls_back_to_cold_sandboxed_kernels(tmp_path):
     course, log = graded_class(tmp_path / "course", '\nc.WarmKernels.preload = ["no_such_module_for_this_test"]\n')
     notices = [line for line in log.splitlines() if "no warm kernel" in line]
@@ -137,3 +146,25 @@ def test_without_a_template_grading_falls_back_to_cold_sandboxed_kernels(tmp_pat
     assert grades_in_db(course)[HONEST] == full
     _, honest = probe(course, HONEST)
     assert honest["init"] == "bwrap" and honest["unshare"] == [-1, 1] and not honest["builtin"]
+
+
+def test_a_dead_template_takes_its_kernels_with_it_and_is_made_again(tmp_path):
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = Sandbox(tmp_path / "first", WarmKernelManager, warm_config())
+    try:
+        template = next(iter(warm_template._templates.values()))
+        assert first.run("print(open('/proc/1/comm').read())")[0].strip() == "warm-init"
+        server = [p for p in descendants(template.popen.pid) if "fork_server" in open(f"/proc/{p}/cmdline").read()
+                  and nspid(p)[-1] == 2 and len(nspid(p)) == template.depth]   # the template, not a fork
+        os.kill(server[0], signal.SIGKILL)
+        first.km.provisioner.process.wait(timeout=10)
+        assert first.km.describe_exit() == "killed by SIGKILL (killed: memory, CPU-time limit or grader)"
+    finally:
+        first.close()
+    second = Sandbox(tmp_path / "second", WarmKernelManager, warm_config())
+    try:
+        assert second.run("print(open('/proc/1/comm').read())")[0].strip() == "warm-init"
+        assert next(iter(warm_template._templates.values())) is not template
+    finally:
+        second.close()
