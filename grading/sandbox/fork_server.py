@@ -85,7 +85,10 @@ class ForkServer:
         if not data:
             self._closed(conn)
             return
-        request = json.loads(data)
+        try:
+            request = json.loads(data)
+        except ValueError:
+            request = {}
         if request.get("op") == "hello" and self.lifeline is None:
             self.lifeline = conn
             send(conn, {"ready": True})
