@@ -74,6 +74,14 @@ c.TrustedExecute.notebook_timeout = 600
 c.ScratchBuilder.disk_quota_mb = 256
 c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
 c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
+# Warm kernels (grading/sandbox/warm_kernels.py): every grading process (nbgrader autograde, formgrader, each Dask
+# worker) keeps one template in the sandbox that has imported these once, and forks each submission's kernel from
+# it, isolated like a cold kernel. Without a template (not root, it cannot start, it died 3 times) kernels start
+# cold in the sandbox, with one log line.
+c.TrustedExecute.kernel_manager_class = "grading.sandbox.warm_kernels.WarmKernelManager"
+c.WarmKernels.preload = ["numpy", "scipy.special", "sklearn.datasets", "matplotlib", "matplotlib.pyplot",
+                         "ipykernel.kernelapp", "ipykernel.ipkernel"]
+c.WarmKernels.preload_files = {"nn": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, "nn.py")}
 # Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
 # differentiates numerically keep their points but are flagged needs_manual_grade (grading/plugins/numerics_review.py,
 # c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission with the course secret

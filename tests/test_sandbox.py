@@ -27,6 +27,7 @@ from grading.plugins.trusted_execute import TrustedExecute  # noqa: E402
 from grading.rpc.client import RemoteError, RemoteKernel, RemoteName  # noqa: E402
 from grading.rpc.decode import load_npy_untrusted  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
+from grading.sandbox.warm_kernels import WarmKernelManager  # noqa: E402
 from grading.trusted.kernel_life import DeadKernel, KernelHandle  # noqa: E402
 from grading.trusted.runner import free_names  # noqa: E402
 
@@ -46,7 +47,7 @@ def run_async(coro):
 # ---------------------------------------------------------------------------------------------------------------
 
 class Sandbox:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, km_class=SandboxedKernelManager, config=None):
         self.scratch = tmp / "scratch"
         self.scratch.mkdir()
         (self.scratch / "helper_data.txt").write_text("support file\n")
@@ -60,7 +61,8 @@ class Sandbox:
         self.listener.listen()
         self.port = self.listener.getsockname()[1]
         t0 = time.monotonic()
-        self.km = SandboxedKernelManager(kernel_name="python3", scratch_dir=str(self.scratch), memory_limit_mb=1024)
+        self.km = km_class(kernel_name="python3", scratch_dir=str(self.scratch), memory_limit_mb=1024,
+                           config=config or Config())
         run_async(self.km.start_kernel())
         self.rk = RemoteKernel(self.km, str(self.scratch), timeout=20)
         self.rk.wait_ready(60)
@@ -90,10 +92,20 @@ class Sandbox:
         os.environ.pop("GRADER_ONLY_SECRET", None)
 
 
-@pytest.fixture(scope="module")
-def sandbox():
+def warm_config():
+    """Warm kernels (grading/sandbox/warm_kernels.py) forked from a template that preloaded numpy and ipykernel."""
+    config = Config()
+    config.WarmKernels.preload = ["numpy", "ipykernel.kernelapp"]
+    return config
+
+
+# Every sandbox test holds for a cold kernel (bwrap per kernel) and a warm one (forked from the template).
+@pytest.fixture(scope="module", params=["cold", "warm"])
+def sandbox(request):
     tmp = Path(tempfile.mkdtemp(prefix="test-sandbox-"))
-    box = Sandbox(tmp)
+    box = (Sandbox(tmp) if request.param == "cold" else Sandbox(tmp, WarmKernelManager, warm_config()))
+    if request.param == "warm" and os.geteuid() == 0:
+        assert box.run("print(open('/proc/1/comm').read())")[0].strip() == "warm-init"
     try:
         yield box
     finally:

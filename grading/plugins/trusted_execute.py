@@ -70,9 +70,11 @@ class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
     course_root = Unicode("", help="Course directory (default: CourseDirectory.root).").tag(config=True)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        # nbgrader's Execute.__init__ forces kernel_manager_class=AsyncKernelManager: never accept that here.
+        # nbgrader's Execute.__init__ forces kernel_manager_class=AsyncKernelManager: never accept that here; its
+        # keyword would also beat c.TrustedExecute.kernel_manager_class, which is therefore applied last.
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+        self.kernel_manager_class = self.config.TrustedExecute.get("kernel_manager_class", self.kernel_manager_class)
 
     def preprocess(self, nb: NotebookNode, resources: t.Any = None, km: t.Any = None):
         """Execute the notebook; returns (nb, resources) like ExecutePreprocessor. `km` is ignored: student code

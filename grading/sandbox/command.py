@@ -1,5 +1,8 @@
 """The bubblewrap command line that starts a kernel in the sandbox, and its resource limits.
 
+A warm kernel (grading/sandbox/warm_kernels.py) gets the same view, namespaces, privileges, seccomp filter and
+limits by setting itself up after the fork from its template (grading/sandbox/warm_child.py).
+
 What the kernel sees
 --------------------
 * **No network at all**: a new network namespace (only a private loopback). Because TCP between the grader and a
@@ -78,16 +81,22 @@ def default_kernel_env() -> dict[str, str]:
     }
 
 
-def rlimit_options(*, memory_mb: int, file_size_mb: int, open_files: int, cpu_s: int, processes: int,
-                   own_uid: bool) -> list[str]:
-    """``prlimit`` options; 0 means unlimited for `cpu_s` and `processes` (the latter needs an own UID)."""
+def rlimits(*, memory_mb: int, file_size_mb: int, open_files: int, cpu_s: int, processes: int,
+            own_uid: bool) -> dict[str, int]:
+    """The kernel's resource limits, {"as": bytes, ...} (names as ``prlimit`` and ``resource.RLIMIT_*`` spell
+    them); 0 means unlimited for `cpu_s` and `processes` (the latter needs an own UID)."""
     mib = 1 << 20
-    limits = [f"--as={memory_mb * mib}", f"--fsize={file_size_mb * mib}", f"--nofile={open_files}", "--core=0"]
+    limits = {"as": memory_mb * mib, "fsize": file_size_mb * mib, "nofile": open_files, "core": 0}
     if cpu_s > 0:
-        limits.append(f"--cpu={cpu_s}")
+        limits["cpu"] = cpu_s
     if processes > 0 and own_uid:
-        limits.append(f"--nproc={processes}")
+        limits["nproc"] = processes
     return limits
+
+
+def rlimit_options(**kwargs: t.Any) -> list[str]:
+    """:func:`rlimits` as ``prlimit`` options (``--as=2147483648``)."""
+    return [f"--{name}={value}" for name, value in rlimits(**kwargs).items()]
 
 
 def ancestors(path: str) -> list[str]:
@@ -116,10 +125,11 @@ def _namespaces(unshare_pid: bool, uid: int | None) -> list[str]:
     return args
 
 
-def _mounts(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequence[str], tmp_size_mb: int,
-            unshare_pid: bool) -> list[str]:
-    """Order matters in bwrap: the tmpfs on /tmp comes before binds below /tmp, parents are created (0755) before
-    the binds inside them."""
+def mount_options(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequence[str], tmp_size_mb: int,
+                  unshare_pid: bool, work_bind: str = "--bind") -> list[str]:
+    """bwrap's mount options: `work_bind` (``--bind``, or ``--ro-bind`` for the warm template's code) binds
+    `scratch_dir`, the working directory. Order matters in bwrap: the tmpfs on /tmp comes before binds below
+    /tmp, parents are created (0755) before the binds inside them."""
     args: list[str] = []
     made: set[str] = set()     # directories created inside the sandbox
     bound: list[str] = []      # sandbox paths that are mounts (their subtree is visible)
@@ -154,7 +164,7 @@ def _mounts(scratch_dir: str, ro_binds: t.Sequence[str], ro_bind_exact: t.Sequen
         args += ["--ro-bind", path, path]
         bound.append(path)
     mkparents(scratch_dir)
-    return args + ["--bind", scratch_dir, scratch_dir, "--chdir", scratch_dir]
+    return args + [work_bind, scratch_dir, scratch_dir, "--chdir", scratch_dir]
 
 
 def sandbox_command(
@@ -184,7 +194,7 @@ def sandbox_command(
         closes it after the launch).
     """
     args = [bwrap, *_namespaces(unshare_pid, uid),
-            *_mounts(scratch_dir, ro_binds, ro_bind_exact, tmp_size_mb, unshare_pid), "--clearenv"]
+            *mount_options(scratch_dir, ro_binds, ro_bind_exact, tmp_size_mb, unshare_pid), "--clearenv"]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     for key, value in env.items():

@@ -7,7 +7,9 @@ the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``Async
 nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
 what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
 grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
-grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py.
+grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py. Its subclass
+grading/sandbox/warm_kernels.py (WarmKernelManager) forks the kernel from a warm template instead, isolated the
+same way.
 
 Grader-side limits
 ------------------
@@ -147,23 +149,37 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
         setpriv = require_executable(self.setpriv_path, "setpriv") if uid is not None else None
         inner = [self.python_executable, "-m", "ipykernel_launcher", "-f", self.connection_file,
                  *(extra_arguments or [])]
+        return sandbox_command(
+            inner, bwrap=bwrap, scratch_dir=self.scratch_dir, ro_binds=self.ro_bind_paths(),
+            ro_bind_exact=[*self.etc_paths(), *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
+            env=self.sandbox_env(), tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
+            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
+            limits=rlimit_options(**self.limit_settings()))
+
+    def sandbox_env(self, *, passed: bool = True) -> dict[str, str]:
+        """The kernel's entire environment (`passed`: with the grader's pass_env variables)."""
         env = dict(self.kernel_env)
-        env.update({name: os.environ[name] for name in self.pass_env if name in os.environ})
+        if passed:
+            env.update({name: os.environ[name] for name in self.pass_env if name in os.environ})
         env.update({str(k): str(v) for k, v in self.extra_env.items()})
+        return env
+
+    def ro_bind_paths(self) -> list[str]:
+        """Host directories bound read-only at the same path: system, Python installation and venv, extra."""
         python_roots = {os.path.normpath(sys.base_prefix), os.path.normpath(sys.prefix)}
         exe = os.path.realpath(self.python_executable)
         if not covered(exe, python_roots):
             python_roots.add(os.path.dirname(os.path.dirname(exe)))
-        return sandbox_command(
-            inner, bwrap=bwrap, scratch_dir=self.scratch_dir,
-            ro_binds=[*self.system_ro_binds, *sorted(python_roots), *self.extra_ro_binds],
-            ro_bind_exact=[*(f for f in self.etc_files if os.path.exists(f)),
-                           *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
-            env=env, tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
-            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
-            limits=rlimit_options(memory_mb=self.memory_limit_mb, file_size_mb=self.file_size_limit_mb,
-                                  open_files=self.max_open_files, cpu_s=self.cpu_time_limit_s,
-                                  processes=self.max_processes, own_uid=uid is not None))
+        return [*self.system_ro_binds, *sorted(python_roots), *self.extra_ro_binds]
+
+    def etc_paths(self) -> list[str]:
+        return [f for f in self.etc_files if os.path.exists(f)]
+
+    def limit_settings(self) -> dict[str, t.Any]:
+        """Keyword arguments of grading.sandbox.command.rlimits for this kernel."""
+        return dict(memory_mb=self.memory_limit_mb, file_size_mb=self.file_size_limit_mb,
+                    open_files=self.max_open_files, cpu_s=self.cpu_time_limit_s, processes=self.max_processes,
+                    own_uid=self.kernel_uid is not None)
 
     # ------------------------------------------------------------------ lifecycle
 

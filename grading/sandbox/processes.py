@@ -112,6 +112,8 @@ class SandboxProcesses:
     loop); mixed into the kernel manager, whose ``provisioner.process`` is the launched bwrap."""
 
     provisioner: t.Any
+    # Names of the sandbox's own trusted processes, which are never sent a kernel's signals.
+    sandbox_process_names: tuple[str, ...] = ("bwrap",)
 
     @property
     def sandbox_pid(self) -> int | None:
@@ -131,11 +133,12 @@ class SandboxProcesses:
         return describe_exit(self.sandbox_exit_status())
 
     def kernel_pids(self) -> list[int]:
-        """Host PIDs of the sandboxed processes (excluding the bwrap processes themselves)."""
+        """Host PIDs of the sandboxed processes (excluding the sandbox's own: bwrap, or a warm kernel's
+        set-up processes)."""
         pid = self.sandbox_pid
         if pid is None:
             return []
-        return [p for p in descendants(pid) if command_name(p) != "bwrap"]
+        return [p for p in descendants(pid) if command_name(p) not in self.sandbox_process_names]
 
     def interrupt_now(self) -> None:
         """SIGINT to every process in the sandbox (what a notebook's interrupt button does)."""

@@ -20,6 +20,8 @@ import os
 import re
 import shutil
 
+from grading.sandbox.linux import mount_points
+
 MS_NOSUID, MS_NODEV = 0x2, 0x4          # linux/mount.h
 MNT_DETACH = 0x2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -49,19 +51,11 @@ def base_prefix() -> str:
     return f"grading-{os.getpid()}-"
 
 
-def _mount_points() -> list[str]:
-    """Mount points of this mount namespace (/proc/self/mountinfo, octal escapes decoded)."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        fields = [line.split(b" ")[4] for line in f if line.count(b" ") >= 4]
-    return [re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), p).decode(errors="replace")
-            for p in fields]
-
-
 def sweep_stale(root: str) -> None:
     """Unmount and remove the scratch base directories under `root` left by graders that no longer run."""
     pattern = re.compile(re.escape(os.path.join(os.path.abspath(root), "grading-")) + r"(\d+)-[^/]+")
     bases = {}
-    for point in _mount_points():
+    for point in mount_points():
         match = pattern.match(point)
         if match and int(match.group(1)) != os.getpid() and not os.path.exists(f"/proc/{match.group(1)}"):
             bases.setdefault(match.group(0), []).append(point)
