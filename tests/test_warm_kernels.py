@@ -47,12 +47,13 @@ if os.fork() == 0:                      # a daemonised grandchild
 for path in ("cheat_cwd.txt", "/tmp/cheat_tmp.txt", "/dev/shm/cheat_shm.txt"):
     with open(path, "w") as f:
         f.write("left behind")
+PTY = os.openpty()                      # held while this kernel lives
 os.chdir("/tmp")
 print("UID", os.getuid())
 '''
 
 PROBE_CELL = r'''
-import builtins, ctypes, json, os, sys
+import builtins, ctypes, json, multiprocessing, os, random, sys
 import numpy as np
 import nn
 libc = ctypes.CDLL(None, use_errno=True)
@@ -73,6 +74,8 @@ print(json.dumps({
     "builtin": hasattr(builtins, "CHEAT_BUILTIN"), "global": "CHEAT_GLOBAL" in globals(),
     "dot": float(np.dot(np.ones(3), np.ones(3))), "sum": float(np.sum(np.ones(4))),
     "unshare": [libc.unshare(0x00020000), ctypes.get_errno()],
+    "pts": sorted(os.listdir("/dev/pts")), "authkey": bytes(multiprocessing.current_process().authkey).hex(),
+    "random": random.getrandbits(64),
 }))
 '''
 
@@ -133,6 +136,9 @@ def test_a_hostile_student_leaves_nothing_for_the_next_one(tmp_path):
     assert sorted(int(p) for p in honest["processes"]) == [1, 2]
     assert not any("sleep" in cmd for cmd in honest["processes"].values())
     assert honest["unshare"] == [-1, 1]      # EPERM: the seccomp filter
+    # Its own pseudo-terminals and fresh secrets of the template's modules.
+    assert len(hostile["pts"]) > 1 and honest["pts"] == ["ptmx"]
+    assert hostile["authkey"] != honest["authkey"] and hostile["random"] != honest["random"]
     assert [line for line in honest["tmp"] if line.startswith("grading-")] == [
         honest["cwd"].split("/")[2]]          # no other student's scratch directory
 

@@ -6,18 +6,20 @@ Three processes, all trusted code until the last step of the third:
 1. **sandbox** (the template's child, its PID is what the grader sees): a new session, killed with the template
    (``PR_SET_PDEATHSIG``), every template descriptor closed; new mount, PID, IPC, UTS, network and cgroup
    namespaces; ``/`` private; fresh tmpfs on ``/tmp``, ``/dev/shm`` and the other covered directories (so nothing
-   of the template's or an earlier child's files shows), read-only mounts below them kept; the submission's scratch
-   directory and its connection-file directory (read-only) attached at their host paths from detached mount trees
-   the grader sent (``open_tree``/``move_mount``: its disk-quota tmpfs comes with it; other students' directories
-   are never in this namespace). It waits for 2 and exits with its status (128 + signal when killed, like bwrap).
+   of the template's or an earlier child's files shows), read-only mounts below them kept; its own ``devpts``;
+   the submission's scratch directory and its connection-file directory (read-only) attached at their host paths
+   from detached mount trees the grader sent (``open_tree``/``move_mount``: its disk-quota tmpfs comes with it;
+   other students' directories are never in this namespace). It waits for 2 and exits with its status (128 +
+   signal when killed, like bwrap).
 2. **init**: PID 1 of the new PID namespace; mounts a fresh ``/proc`` (the template is invisible), forks 3, reaps
    orphans and exits with 3's status, which ends every process of the namespace, daemonised ones too.
 3. **kernel**: the clean environment; no supplementary groups; the submission's own UID/GID (all capabilities
    gone, the bounding and ambient sets emptied first, inheritable cleared); ``no_new_privs``; the resource limits;
    killed with init; finally the seccomp filter of grading/sandbox/seccomp.py (it refuses unshare and mount, so it
-   comes after all of the above). Then fresh state: ``random`` and numpy's global generator reseeded from
-   ``os.urandom``, a preloaded support module (the released ``nn``) dropped unless the scratch directory holds the
-   same file, the template's own modules dropped; and IPKernelApp starts on the connection file.
+   comes after all of the above). Then fresh state: ``random``, numpy's global generator and multiprocessing's
+   authkey from ``os.urandom``; a preloaded support module (the released ``nn``) dropped unless the scratch
+   directory holds the same file; the template's own modules dropped; and IPKernelApp starts on the connection
+   file.
 
 Nothing of an earlier student can be inherited: the template never runs student code, so each fork starts from the
 same untouched state. Known difference to a cold kernel: children share the template's address-space layout and
@@ -36,6 +38,7 @@ import typing as t
 from grading.sandbox import linux
 
 COVER_OPTIONS = "mode=1777,size={size}m"
+PTS_OPTIONS = "newinstance,ptmxmode=0666,mode=620"     # as bwrap's --dev mounts it
 
 
 def _exit_code(status: int) -> int:
@@ -104,6 +107,8 @@ def run_sandbox(request: dict, scratch_fd: int, conn_fd: int, output_fd: int, pr
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         for path in request["covers"]:
             _cover(path, request["tmp_size_mb"], request["keep"])
+        # Its own pseudo-terminals (bwrap's --dev gives the template one devpts instance, else shared by children).
+        linux.mount("devpts", "/dev/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, PTS_OPTIONS)
         _attach(scratch_fd, request["scratch"], read_only=False)
         _attach(conn_fd, request["conn_dir"], read_only=True)
         pid = os.fork()
@@ -153,6 +158,9 @@ def _fresh_state(request: dict, preloaded: dict[str, bytes]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     random.seed(os.urandom(32))
+    process = sys.modules.get("multiprocessing.process")     # its authkey is made once, at import
+    if process is not None:
+        process.current_process().authkey = os.urandom(32)
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed(numpy.frombuffer(os.urandom(32), dtype=numpy.uint32))
