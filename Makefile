@@ -6,7 +6,8 @@
 #
 # Building blocks:
 #   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed)
-#   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test)
+#   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
+#                      (the PostgreSQL gradebook test)
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
 #   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
@@ -72,9 +73,11 @@ venv:
 	fi
 
 system-deps:
-	@command -v bwrap >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing Debian packages bubblewrap and chromium (needs root)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null; }
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \
+	  >/dev/null 2>&1 || { \
+	  echo "installing Debian packages bubblewrap, chromium and postgresql (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium \
+	  postgresql >/dev/null; }
 
 # nn.py has one home, the top level; the assignment gets a build copy (git-ignored in source/).
 release: venv
