@@ -40,7 +40,7 @@ from grading.cli.report import reason_from_nbgrader_result
 from grading.cli.ship_package import ship_to_workers, shipped_task
 from grading.cli.up_to_date import GradedMarks
 from grading.course import ASSIGNMENT, PROBLEMS_FILE
-from grading.plugins.intake import SubmissionIntake
+from grading.plugins.intake import SubmissionIntake, UnsafeSubmissionError
 
 # nbgrader 0.9.6's gradebook code trips SQLAlchemy 2's session warnings on every submission; they say nothing
 # about the grades and would drown the progress lines.
@@ -118,8 +118,9 @@ def submit_tasks(client, recorder, marks, course, assignment, students, outcomes
     task, tasks, digests = shipped_task(autograde_remotely), {}, {}
     for student in students:
         refused = refusals.refusal(Path(course) / "submitted", student, assignment)
-        if refused:  # as nbgrader's own Autograde reports it, and with nothing recorded, as it records nothing
-            outcomes.add(student, f"could not be autograded: {refused}", 0.0)
+        if refused:  # reported as nbgrader's own Autograde reports it, and nothing recorded, as it records nothing
+            outcomes.add(student, f"{UnsafeSubmissionError.__module__}.{UnsafeSubmissionError.__name__}: {refused}",
+                         0.0)
             continue
         try:
             files = submission_payload(course, assignment, student)
