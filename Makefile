@@ -14,8 +14,8 @@
 #   make class         the demo course demo/: course files, its release, the sample class (grading/cli/demo_course.py)
 #   make demo-clean    delete demo/ (the real class is never touched by the demo)
 # Grading, on the course directory COURSE (default: this repository, the real class; `make demo` passes demo):
-#   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
-#                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
+#   make autograde     nbgrader autograde of every new or changed submission (FORCE=1: of every one), WORKERS at a
+#                      time (default: all cores), with progress; SCHEDULER=tcp://host:8786 grades on a Dask cluster
 #   make feedback      nbgrader's feedback, student by student -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv, with per-item columns -> reports/grades_with_items.csv,
 #                      Canvas's gradebook import format -> reports/canvas_grades.csv
@@ -97,7 +97,7 @@ class: venv
 
 autograde: venv
 	$(BIN)/python -m grading.cli.grade_class --course $(COURSE) --workers $(WORKERS) \
-	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(FORCE),--force)
 
 # One student's failure never stops the others, nor `make demo` (each failure is printed with its reason).
 feedback: venv
