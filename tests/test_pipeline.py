@@ -156,6 +156,31 @@ def test_a_killed_worker_loses_no_submission(tmp_path):
     assert {s: table[s] for s in ["ada", "dev", "eve"]} == {s: EXPECTED[s] for s in ["ada", "dev", "eve"]}
 
 
+def test_a_class_run_killed_midway_loses_no_finished_grade(tmp_path):
+    """SIGKILL to the whole run (coordinator, Dask workers, kernels) after three progress lines: those three are
+    committed, the rerun grades only the others, and the gradebook ends complete and exact."""
+    course = make_class(tmp_path / "interrupted")
+    command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "2"]
+    proc = subprocess.Popen(command, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    finished = []
+    try:
+        for line in proc.stdout:
+            if "graded in" in line:
+                finished.append(line.split("]")[1].split()[0])
+            if len(finished) == 3:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert len(finished) == 3
+    rerun = run(course, *command[1:])
+    graded_again = [line.split("]")[1].split()[0] for line in rerun.splitlines() if "graded in" in line]
+    assert not set(finished) & set(graded_again), rerun
+    assert len(graded_again) + int(rerun.split(" submission(s) already graded")[0].split()[-1]) == len(STUDENTS)
+    assert grade_table(course) == EXPECTED
+
+
 def _runs_a_kernel(process):
     """A Dask worker busy grading has a sandboxed kernel (bwrap) as its child."""
     try:

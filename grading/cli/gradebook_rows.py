@@ -141,9 +141,15 @@ def _set_changed(row, before, after):
 def write_values(gb, assignment, student, before, after):
     """Set in `gb` the values of `after` (a worker's recorded_values) that differ from `before` (what the course
     gradebook held when the run began; None: no submission yet), creating the student and submission as nbgrader's
-    Autograde does. Does not commit."""
-    gb.update_or_create_student(student)
-    submission = gb.update_or_create_submission(assignment, student)
+    Autograde does. Commits only when it creates them."""
+    try:  # find first: nbgrader's update_or_create_* helpers commit, and the caller commits in batches
+        gb.find_student(student)
+    except MissingEntry:
+        gb.add_student(student)
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        submission = gb.add_submission(assignment, student)  # with its notebooks, grades and comments
     pick = (lambda part, key: None) if before is None else (lambda part, key: before[part].get(key))
     _set_changed(submission.assignment, None if before is None else before["assignment"], after["assignment"])
     _set_changed(submission, None if before is None else before["submission"], after["submission"])
