@@ -174,7 +174,7 @@ def test_a_class_run_killed_midway_loses_no_finished_grade(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     assert len(finished) == 3
-    rerun = run(course, *command[1:])
+    rerun = run(course, *command[2:])
     graded_again = [line.split("]")[1].split()[0] for line in rerun.splitlines() if "graded in" in line]
     assert not set(finished) & set(graded_again), rerun
     assert len(graded_again) + int(rerun.split(" submission(s) already graded")[0].split()[-1]) == len(STUDENTS)
