@@ -6,15 +6,16 @@
 #
 # Building blocks:
 #   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed)
-#   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test)
+#   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
+#                      (the PostgreSQL gradebook test)
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
 #   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
 #   make class         the demo course demo/: course files, its release, the sample class (grading/cli/demo_course.py)
 #   make demo-clean    delete demo/ (the real class is never touched by the demo)
 # Grading, on the course directory COURSE (default: this repository, the real class; `make demo` passes demo):
-#   make autograde     nbgrader autograde of every submission, WORKERS at a time (default: all cores), with progress;
-#                      SCHEDULER=tcp://host:8786 grades on a Dask cluster instead
+#   make autograde     nbgrader autograde of every new or changed submission (FORCE=1: of every one), WORKERS at a
+#                      time (default: all cores), with progress; SCHEDULER=tcp://host:8786 grades on a Dask cluster
 #   make feedback      nbgrader's feedback, student by student -> feedback/<student>/ex09_backprop/backprop.html
 #   make export        nbgrader export -> reports/grades.csv, with per-item columns -> reports/grades_with_items.csv,
 #                      Canvas's gradebook import format -> reports/canvas_grades.csv
@@ -72,9 +73,11 @@ venv:
 	fi
 
 system-deps:
-	@command -v bwrap >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing Debian packages bubblewrap and chromium (needs root)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null; }
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \
+	  >/dev/null 2>&1 || { \
+	  echo "installing Debian packages bubblewrap, chromium and postgresql (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium \
+	  postgresql >/dev/null; }
 
 # nn.py has one home, the top level; the assignment gets a build copy (git-ignored in source/).
 release: venv
@@ -94,7 +97,7 @@ class: venv
 
 autograde: venv
 	$(BIN)/python -m grading.cli.grade_class --course $(COURSE) --workers $(WORKERS) \
-	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(FORCE),--force)
 
 # One student's failure never stops the others, nor `make demo` (each failure is printed with its reason).
 feedback: venv

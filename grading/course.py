@@ -12,6 +12,7 @@ PROBLEMS = "problems"
 DUPLICATE_OF = "duplicate_of"
 
 PROBLEMS_FILE = "problems.json"       # autograded/problems.json: {student: one-line reason} from class grading
+GRADED_FILE = "graded.json"           # autograded/graded.json: {student: digest of what class grading last graded}
 
 # Modules test cells import from trusted copies (source/<ASSIGNMENT>/ and the course root), never the student's.
 TRUSTED_MODULES = ("gradcheck", "gradcheck_engine", "nn")

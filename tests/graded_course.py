@@ -12,10 +12,12 @@ import sys
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, NOTEBOOK, write_test_secret, nbgrader
 from grading.cli import report, sample_class
 from grading.cli.demo_course import make_demo_course
+from grading.cli.roster import course_directory
 from grading.course import COURSE_ID
 from grading.notebook_items import graded_items
 
@@ -64,6 +66,42 @@ def grade_table(course):
     return {r.student: ([r.items[i] for i in ITEMS], r.total, r.penalty) for r in report.load_report(course).rows}
 
 
+def gradebook_contents(course, assignment=ASSIGNMENT):
+    """Everything the gradebook (wherever the course's db_url points) holds on the submissions of `assignment`:
+    {student: {"timestamp", "extension", "duedate", notebook: {"penalty", "flagged", cell: (auto_score,
+    manual_score, extra_credit, needs_manual_grade) or (auto_comment, manual_comment)}}}."""
+    coursedir = course_directory(course)
+    contents = {}
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        for sub in gb.assignment_submissions(assignment):
+            entry = {"timestamp": sub.timestamp, "extension": sub.extension, "duedate": sub.duedate}
+            for nb in sub.notebooks:
+                cells = {"penalty": nb.late_submission_penalty, "flagged": nb.flagged}
+                cells.update({f"grade {g.name}": (g.auto_score, g.manual_score, g.extra_credit,
+                                                  g.needs_manual_grade) for g in nb.grades})
+                cells.update({f"comment {c.name}": (c.auto_comment, c.manual_comment) for c in nb.comments})
+                entry[nb.name] = cells
+            contents[sub.student.id] = entry
+    return contents
+
+
+def normalized_notebook(path):
+    """An autograded notebook as JSON, each cell's consecutive stream outputs of one name joined (stdout arrives
+    in chunks that depend on timing)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        joined = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and joined and joined[-1].output_type == "stream" \
+                    and joined[-1].name == out.name:
+                joined[-1].text += out.text
+            else:
+                joined.append(out)
+        if "outputs" in cell:
+            cell.outputs = joined
+    return nbformat.writes(nb)
+
+
 def run(course, *args, timeout=900):
     """Run `python -m <args>` in the course (as the Makefile does) and return its stdout."""
     proc = subprocess.run([sys.executable, "-m", *args], cwd=course, text=True, capture_output=True,
@@ -72,10 +110,11 @@ def run(course, *args, timeout=900):
     return proc.stdout
 
 
-def make_class(root):
+def make_class(root, db_url=None):
     """A course with the release generated and the sample class submitted and registered, as `make demo` makes
-    its demo/ course; with the tests' course secret, so two such courses draw the same hidden inputs."""
-    course = make_demo_course(root)
+    its demo/ course (its gradebook at `db_url`, default gradebook.db); with the tests' course secret, so two
+    such courses draw the same hidden inputs."""
+    course = make_demo_course(root, db_url=db_url)
     write_test_secret(course)
     return course
 

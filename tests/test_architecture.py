@@ -9,12 +9,13 @@ TESTS = REPO / "tests"
 # Modules the map names that every version of the tree has (the map may name more).
 KNOWN_MODULES = {
     "grading/course.py": None,
-    "grading/plugins/": ["trusted_execute.py", "replay.py", "sanitize.py", "late_penalty.py", "due_date.py",
+    "grading/plugins/": ["trusted_execute.py", "sanitize.py", "late_penalty.py", "due_date.py",
                          "release_feedback.py", "feedback_page.py", "wrap_output.py", "quiet_logs.py"],
     "grading/sandbox/": ["kernel_manager.py"],
     "grading/rpc/": ["client.py"],
-    "grading/cli/": ["grade_class.py", "autograde_one.py", "ship_package.py", "report.py", "sample_class.py",
-                     "run_instructor.py", "course_dir.py", "demo_course.py"],
+    "grading/cli/": ["grade_class.py", "autograde_one.py", "gradebook_rows.py", "recording.py", "dask_tasks.py",
+                     "up_to_date.py", "ship_package.py", "report.py", "sample_class.py", "run_instructor.py",
+                     "course_dir.py", "demo_course.py"],
     "grading/fixtures/": ["bug_catalog.py", "reference_solutions.py"],
 }
 NOT_PRODUCTION = {".git", ".venv", "tests", "__pycache__", "submitted", "autograded", "feedback", "reports",

@@ -2,16 +2,20 @@
 instructor-only files; one student's trouble is that student's one-line problem and the class run goes on."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import pytest
+from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
 from graded_course import EXPECTED, grade_table, make_class, run, submit
-from grading.cli import autograde_one, grade_class, report, sample_class
-from grading.course import PROBLEMS_FILE
+from grading.cli import autograde_one, gradebook_rows, report, sample_class
+from grading.course import COURSE_ID, PROBLEMS_FILE
+from grading.notebook_items import graded_items
 
 BROKEN = b'{"cells": [ this is not JSON'
 
@@ -50,6 +54,55 @@ def test_submission_payload_ships_regular_files_only(tmp_path):
         make(folder / name)
         assert autograde_one.submission_payload(tmp_path, ASSIGNMENT, "sam") == {}, name
         (folder / name).unlink()
+
+
+def test_a_workers_snapshot_holds_the_structure_and_its_students_rows_only(course, tmp_path):
+    """grading/cli/gradebook_rows.py: the snapshot has the assignment (due date, cells) and no student; a student's
+    rows added to it read back as the course gradebook's values (extension, manual score); the coordinator writes
+    back only what the worker changed, keeping a manual comment given meanwhile."""
+    url = gradebook_rows_url(course)
+    with Gradebook(url, COURSE_ID) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=datetime(2026, 11, 20, 23, 59))
+        gb.update_or_create_student("sam")
+        gb.add_submission(ASSIGNMENT, "sam", timestamp="2026-11-21 10:00:00 UTC")
+        gb.grant_extension(ASSIGNMENT, "sam", hours=12)
+        gb.find_grade("test_multiply_backward", "backprop", ASSIGNMENT, "sam").manual_score = 1.5
+        gb.update_or_create_student("other")
+        gb.db.commit()
+        before = gradebook_rows.recorded_values(gb, ASSIGNMENT, "sam")
+        with gb.engine.connect() as connection:
+            rows = gradebook_rows.student_rows(connection, ASSIGNMENT, "sam")
+    snapshot = tmp_path / "snapshot.db"
+    gradebook_rows.structure_snapshot(url, ASSIGNMENT, snapshot)
+    with sqlite3.connect(snapshot) as db:
+        assert db.execute("select name, duedate from assignment").fetchall() == [
+            (ASSIGNMENT, "2026-11-20 23:59:00.000000")]
+        assert db.execute("select count(*) from grade_cells").fetchone()[0] == len(graded_items())
+        for table in gradebook_rows.STUDENT:
+            assert db.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+    gradebook_rows.add_rows(f"sqlite:///{snapshot}", rows)
+    with Gradebook(f"sqlite:///{snapshot}", COURSE_ID) as worker:
+        assert gradebook_rows.recorded_values(worker, ASSIGNMENT, "sam") == before
+        assert [s.id for s in worker.students] == ["sam"]
+        grade = worker.find_grade("test_multiply_backward", "backprop", ASSIGNMENT, "sam")
+        grade.auto_score, grade.needs_manual_grade = 2.0, True
+        worker.find_submission_notebook("backprop", ASSIGNMENT, "sam").late_submission_penalty = 0.5
+        worker.db.commit()
+        after = gradebook_rows.recorded_values(worker, ASSIGNMENT, "sam")
+    with Gradebook(url, COURSE_ID) as gb:
+        gb.find_comment("multiply_backward", "backprop", ASSIGNMENT, "sam").manual_comment = "see me"
+        gb.db.commit()
+        gradebook_rows.write_values(gb, ASSIGNMENT, "sam", before, after)
+        gb.db.commit()
+        grade = gb.find_grade("test_multiply_backward", "backprop", ASSIGNMENT, "sam")
+        assert (grade.auto_score, grade.manual_score, grade.needs_manual_grade) == (2.0, 1.5, True)
+        assert gb.find_submission_notebook("backprop", ASSIGNMENT, "sam").late_submission_penalty == 0.5
+        assert gb.find_comment("multiply_backward", "backprop", ASSIGNMENT, "sam").manual_comment == "see me"
+        assert gb.find_submission(ASSIGNMENT, "sam").extension == timedelta(hours=12)
+
+
+def gradebook_rows_url(course):
+    return autograde_one.load_api(course).coursedir.db_url
 
 
 def test_an_exception_is_one_line_with_its_type():
@@ -110,19 +163,6 @@ def test_workers_elsewhere_grade_a_class_with_a_broken_submission(tmp_path, remo
     assert {s: table[s] for s in ["ada", "dev"]} == {s: EXPECTED[s] for s in ["ada", "dev"]}
     assert "not valid JSON" in report_problems(course)["zed"]
     assert set(problems_file(course)) == {"zed"}
-
-
-@pytest.mark.slow
-def test_a_worker_failure_that_recording_overcomes_is_no_problem(tmp_path):
-    course = make_class(tmp_path / "course")
-    replay = tmp_path / "replay"
-    replay.mkdir()
-    api = autograde_one.load_api(course, ReplayExecute={"replay_directory": str(replay)},
-                                 Autograde={"autograde_preprocessors": grade_class.replay_pipeline(course)})
-    # What a worker without the grading package sent: no notebook, and its failure. Recording executes here.
-    worker_result = ("ada", {}, "ModuleNotFoundError: No module named 'grading.cli'", 1.0)
-    assert grade_class.record_worker_result(api, replay, ASSIGNMENT, worker_result) is None
-    assert grade_table(course)["ada"] == EXPECTED["ada"]
 
 
 SNOOP = """import os

@@ -304,7 +304,7 @@ def test_sigkill_mid_class_then_rerun_gives_the_same_complete_gradebook(malforme
     before = grades_in_db(course)
     submitted = hash_tree(course / "submitted")
     students = ["segfault", "invalid-json"]  # a kernel death with a restart, and a file nbgrader cannot read
-    command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "1",
+    command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "1", "--force",
                *[arg for s in students for arg in ("--student", s)]]
     proc = subprocess.Popen(command, cwd=course, env=ENV, text=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from conftest import ASSIGNMENT, NOTEBOOK, nbgrader, solution_and_hidden_lines
-from graded_course import (EXPECTED, ITEMS, MAX_SCORE, STUDENTS, grade_table, graded_course, grading_log, make_class,  # noqa: F401
-                           run, submitted_digest, tree_digest)
+from graded_course import (EXPECTED, ITEMS, MAX_SCORE, STUDENTS, grade_table, graded_course, gradebook_contents,  # noqa: F401
+                           grading_log, make_class, normalized_notebook, run, submitted_digest, tree_digest)
 
 pytestmark = pytest.mark.slow
 FEEDBACK = NOTEBOOK.replace(".ipynb", ".html")  # nbgrader generate_feedback's page for the notebook
@@ -63,9 +63,27 @@ def test_submitted_is_never_modified(graded_course):
     assert tree_digest(graded_course / "submitted") == submitted_digest()
 
 
+def test_a_rerun_grades_only_what_changed(graded_course, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(graded_course, course, symlinks=True)
+    before = gradebook_contents(course)
+    log = run(course, "grading.cli.grade_class", "--workers", "2")
+    assert f"{len(STUDENTS)} submission(s) already graded and unchanged: skipped" in log, log
+    assert "graded 0/0 submissions" in log, log
+    # A resubmission (the same answers, a later time) and an interrupted grading (its notebook gone) are graded.
+    (course / "submitted" / "ada" / ASSIGNMENT / "timestamp.txt").write_text("2026-11-01 12:00:00.000000 UTC\n")
+    (course / "autograded" / "eve" / ASSIGNMENT / NOTEBOOK).unlink()
+    log = run(course, "grading.cli.grade_class", "--workers", "2")
+    assert f"{len(STUDENTS) - 2} submission(s) already graded and unchanged" in log, log
+    assert "] ada " in log and "] eve " in log and "graded 2/2 submissions" in log, log
+    after = gradebook_contents(course)
+    assert after["ada"]["timestamp"] < before["ada"]["timestamp"]
+    assert {s: v for s, v in after.items() if s != "ada"} == {s: v for s, v in before.items() if s != "ada"}
+
+
 def test_regrading_gives_identical_grades_and_no_duplicate_rows(graded_course):
     before = grade_table(graded_course)
-    run(graded_course, "grading.cli.grade_class", "--workers", "2", "--student", "dev", "--student", "finn")
+    run(graded_course, "grading.cli.grade_class", "--workers", "2", "--force", "--student", "dev", "--student", "finn")
     assert grade_table(graded_course) == before
     with sqlite3.connect(graded_course / "gradebook.db") as db:
         (grades,) = db.execute("select count(*) from grade").fetchone()
@@ -80,6 +98,17 @@ def test_plain_sequential_nbgrader_autograde_gives_the_same_grades(graded_course
     shutil.copy(graded_course / "seed_secret", course / "seed_secret")
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     assert grade_table(course) == grade_table(graded_course)
+    # Every gradebook value (grades, comments, penalties, timestamps, needs_manual_grade) and every autograded file.
+    assert gradebook_contents(course) == gradebook_contents(graded_course)
+    for student in STUDENTS:
+        ours, theirs = (c / "autograded" / student / ASSIGNMENT for c in (graded_course, course))
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir()), student
+        for path in ours.iterdir():
+            if path.suffix == ".ipynb":
+                assert normalized_notebook(path) == normalized_notebook(theirs / path.name), (student, path.name)
+            else:
+                assert path.read_bytes() == (theirs / path.name).read_bytes(), (student, path.name)
+            assert path.stat().st_mode == (theirs / path.name).stat().st_mode, (student, path.name)
     for student in ["dev", "eve"]:
         ours, theirs = (nbformat.read(c / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
                         for c in (graded_course, course))
@@ -125,6 +154,31 @@ def test_a_killed_worker_loses_no_submission(tmp_path):
     assert "graded 3/3 submissions" in out, out
     table = grade_table(course)
     assert {s: table[s] for s in ["ada", "dev", "eve"]} == {s: EXPECTED[s] for s in ["ada", "dev", "eve"]}
+
+
+def test_a_class_run_killed_midway_loses_no_finished_grade(tmp_path):
+    """SIGKILL to the whole run (coordinator, Dask workers, kernels) after three progress lines: those three are
+    committed, the rerun grades only the others, and the gradebook ends complete and exact."""
+    course = make_class(tmp_path / "interrupted")
+    command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "2"]
+    proc = subprocess.Popen(command, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    finished = []
+    try:
+        for line in proc.stdout:
+            if "graded in" in line:
+                finished.append(line.split("]")[1].split()[0])
+            if len(finished) == 3:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert len(finished) == 3
+    rerun = run(course, *command[2:])
+    graded_again = [line.split("]")[1].split()[0] for line in rerun.splitlines() if "graded in" in line]
+    assert not set(finished) & set(graded_again), rerun
+    assert len(graded_again) + int(rerun.split(" submission(s) already graded")[0].split()[-1]) == len(STUDENTS)
+    assert grade_table(course) == EXPECTED
 
 
 def _runs_a_kernel(process):

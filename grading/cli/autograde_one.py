@@ -1,11 +1,13 @@
-"""One submission through nbgrader's Autograde: the unit of work of grading.cli.grade_class, run in the
-coordinator's process or as a Dask task on any worker.
+"""One submission through nbgrader's full Autograde on a Dask worker: the unit of work of grading.cli.grade_class.
 
-A task carries everything it grades with: the course files of `course_payload` (config, gradebook, trusted
-modules, source/ and release/ of the assignment, so the sandbox gets exactly the support files that
-sequential grading gives it) and one submission. It imports nothing from the temporary course it builds:
-the `grading` package comes from a stable place on the worker (grading/cli/ship_package.py), imported here
-up front.
+A task carries everything it grades with: the course files of `course_payload` (config, trusted modules, source/
+and release/ of the assignment, so the sandbox gets exactly the support files that sequential grading gives it,
+and as gradebook.db a SQLite snapshot of the assignment's structure, grading/cli/gradebook_rows.py), sent once per
+worker; and, per task, one submission with the student's gradebook rows. It runs the course's whole autograde
+pipeline (sanitizing, execution, SaveAutoGrades, late penalties, ...) in a private scratch course against that
+snapshot and returns a `Graded`: the autograded files and the student's gradebook values as plain data, which the
+coordinator records (grading/cli/recording.py). It imports nothing from the temporary course it builds: the
+`grading` package comes from a stable place on the worker (grading/cli/ship_package.py), imported here up front.
 """
 import os
 import stat
@@ -13,18 +15,32 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 from distributed import get_worker
+from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
+from grading.cli.gradebook_rows import add_rows, recorded_values, structure_snapshot
 from grading.cli.report import reason_from_nbgrader_result
 from grading.plugins.intake import SubmissionIntake
 from grading.trusted.seed_salt import SeedSalt
 
 STARTED_TOPIC = "grading-task-started"  # Dask event a task logs when it starts: {"key": ..., "worker": ...}
-TRUSTED_EXECUTE = "grading.plugins.trusted_execute.TrustedExecute"
+GRADEBOOK = "gradebook.db"               # the snapshot's name in the scratch course
+
+
+class Graded(NamedTuple):
+    """What a task sends back. `files`: {path below autograded/<student>/<assignment>/: (mode, bytes)}, None when
+    nbgrader's Autograde did not run to its end (nothing of it is recorded then);
+    `values`: gradebook_rows.recorded_values of the scratch gradebook (None: nbgrader recorded no submission)."""
+    student: str
+    files: dict
+    values: Optional[dict]
+    problem: Optional[str]
+    seconds: float
 
 
 def load_api(course, **overrides):
@@ -43,25 +59,32 @@ def one_line(error):
     return (f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__)[:300]
 
 
-def regular_files(base):
-    """{relative path: bytes} of the regular files below `base`; symlinks and special files are not followed."""
+def regular_files(base, with_mode=False):
+    """{relative path: bytes, or (mode, bytes) with_mode} of the regular files below `base`; symlinks and special
+    files are not followed."""
     files = {}
     for folder, dirs, names in os.walk(base):  # os.walk does not descend into symlinked directories
         for name in names:
             path = Path(folder) / name
-            if stat.S_ISREG(path.lstat().st_mode):
-                files[str(path.relative_to(base))] = path.read_bytes()
+            mode = path.lstat().st_mode
+            if stat.S_ISREG(mode):
+                data = path.read_bytes()
+                files[str(path.relative_to(base))] = (stat.S_IMODE(mode), data) if with_mode else data
         dirs[:] = [d for d in dirs if d != "__pycache__"]
     return files
 
 
 def course_payload(course, assignment):
     """The course files a worker needs to grade like this course does, as {relative path: bytes}: with the seed
-    secret (created here if the course has none yet), so workers draw the hidden inputs sequential grading does."""
+    secret (created here if the course has none yet), so workers draw the hidden inputs sequential grading does,
+    and the structure snapshot of the course gradebook (wherever db_url points) as gradebook.db."""
     course = Path(course)
     api = load_api(course)
     cd = api.coursedir
-    files = {rel: (course / rel).read_bytes() for rel in ["nbgrader_config.py", "gradebook.db", "nn.py"]}
+    files = {rel: (course / rel).read_bytes() for rel in ["nbgrader_config.py", "nn.py"]}
+    with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
+        structure_snapshot(cd.db_url, assignment, Path(tmp) / GRADEBOOK)
+        files[GRADEBOOK] = (Path(tmp) / GRADEBOOK).read_bytes()
     seeds = SeedSalt(config=api.config)
     files[seeds.secret_file] = seeds.secret(str(course))
     for folder in (cd.source_directory, cd.release_directory):
@@ -91,23 +114,27 @@ def announce_start():
     worker.log_event(STARTED_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
 
 
-def execute_remotely(course_files, assignment, student, submission_files):
-    """Autograde one submission in a private scratch course, executing only (the coordinator records the
-    grades with grading/plugins/replay.py). Returns (student, {notebook: bytes}, problem or None, seconds);
-    whatever goes wrong becomes the problem, never an exception."""
+def autograde_remotely(course_files, assignment, student, submission_files, gradebook_rows):
+    """Autograde one submission with the course's full pipeline in a private scratch course whose gradebook is
+    the snapshot plus `gradebook_rows` (the student's). Returns a Graded; whatever goes wrong becomes its problem,
+    never an exception."""
     announce_start()
-    start, notebooks, saved_path = time.monotonic(), {}, list(sys.path)
+    start, files, values, saved_path = time.monotonic(), None, None, list(sys.path)
     try:
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
             root = Path(tmp)
             write_files(root, course_files)
             write_files(root / "submitted" / student / assignment, submission_files)
-            api = load_api(root, Autograde={"autograde_preprocessors": [TRUSTED_EXECUTE]})
+            db_url = f"sqlite:///{root / GRADEBOOK}"
+            add_rows(db_url, gradebook_rows)
+            api = load_api(root, CourseDirectory={"db_url": db_url})
             problem = reason_from_nbgrader_result(api.autograde(assignment, student))
-            out = root / "autograded" / student / assignment
-            notebooks = {p.name: p.read_bytes() for p in out.glob("*.ipynb")}
+            files = regular_files(Path(api.coursedir.format_path(api.coursedir.autograded_directory, student,
+                                                                 assignment)), with_mode=True)
+            with Gradebook(db_url, api.coursedir.course_id) as gb:
+                values = recorded_values(gb, assignment, student)
     except Exception as error:
         problem = one_line(error)
     finally:
         sys.path[:] = saved_path  # nbgrader_config.py puts the (now deleted) course on sys.path
-    return student, notebooks, problem, time.monotonic() - start
+    return Graded(student, files, values, problem, time.monotonic() - start)

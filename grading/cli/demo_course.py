@@ -18,13 +18,16 @@ from grading.course import ASSIGNMENT
 DEMO = REPO / "demo"
 
 
-def make_demo_course(root=DEMO, repo=REPO):
-    """The demo course at `root`, ready to grade; returns its Path."""
+def make_demo_course(root=DEMO, repo=REPO, db_url=None):
+    """The demo course at `root`, ready to grade, its gradebook at `db_url` (default: root/gradebook.db);
+    returns its Path."""
     course = make_course(root, repo)
     due = sample_class.DUE_DATE.strftime("%Y-%m-%d %H:%M:%S UTC")
     with open(course / "nbgrader_config.py", "a") as config:
         config.write(f"\n# The demo's own due date (grading/cli/demo_course.py), whatever the real class's is.\n"
                      f"c.DueDate.due_date = {due!r}\n")
+        if db_url:
+            config.write(f"c.CourseDirectory.db_url = {db_url!r}\n")
     proc = run_nbgrader(course, "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN")
     if proc.returncode != 0:
         raise SystemExit(f"nbgrader generate_assignment failed in {course}:\n{proc.stdout}{proc.stderr}")

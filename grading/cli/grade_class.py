@@ -1,51 +1,52 @@
 """Autograde every submission of an assignment, with progress, on one core or many, locally or on Dask.
 
-    python -m grading.cli.grade_class [--workers N] [--scheduler tcp://host:8786] [--task-timeout S] [--student ID ...]
+    python -m grading.cli.grade_class [--workers N] [--scheduler tcp://host:8786] [--task-timeout S] [--force]
+                                      [--student ID ...]
 
 Grading stays nbgrader's: every submission goes through nbgrader's own Autograde converter (the same one that
-`nbgrader autograde` and formgrader's "autograde" button run), configured by nbgrader_config.py.
+`nbgrader autograde` and formgrader's "autograde" button run), configured by nbgrader_config.py, once.
 
-With one worker, submissions are graded one after another in this process. With more, the expensive part
-(running each notebook in its own fresh sandboxed kernel) is farmed out to Dask workers
-(grading/cli/autograde_one.py): each task carries the course files and one submission, runs nbgrader's
-Autograde in a private scratch course on the worker, and sends back the executed notebook. This process then
-records each result with nbgrader's Autograde again, whose ReplayExecute step (grading/plugins/replay.py)
-reuses the worker's outputs instead of executing, so the gradebook has a single writer and its grades,
-autograded notebooks and feedback are exactly those of a sequential run. Workers need no shared filesystem and
-no copy of this repository: they get the `grading` package once (grading/cli/ship_package.py). A task whose
-worker dies is retried by Dask; a task still running after --task-timeout seconds is stopped (its worker is
-restarted). Whatever goes wrong with one submission becomes that student's one-line problem in
-autograded/<PROBLEMS_FILE>, and the class run goes on.
+A run grades only what is missing or changed (grading/cli/up_to_date.py: new or resubmitted, failed or interrupted
+last time, the config or source notebook edited since); --force grades every submission named.
+
+With one worker, submissions are graded one after another in this process by nbgrader's API. With more, each
+submission is one Dask task (grading/cli/autograde_one.py) that runs nbgrader's full Autograde on a worker, in a
+private scratch course whose gradebook is a SQLite snapshot of the assignment's structure plus that student's rows
+(grading/cli/gradebook_rows.py), and sends back the autograded files and the student's gradebook values. This
+process, the gradebook's single writer, records them (grading/cli/recording.py) into autograded/ and the course
+gradebook -- SQLite or PostgreSQL, wherever db_url points; workers never reach it -- committing each batch of
+finished results at once, so a run killed at any moment loses no recorded grade. Course files and the snapshot
+travel once per worker; workers need no shared filesystem and no copy of this repository: they get the `grading`
+package once (grading/cli/ship_package.py). A task whose worker dies is retried by Dask; a task still running
+after --task-timeout seconds is stopped (its worker is restarted; grading/cli/dask_tasks.py). Whatever goes wrong
+with one submission becomes that student's one-line problem in autograded/<PROBLEMS_FILE>, and the class run goes
+on.
 """
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
-from distributed import Client, LocalCluster, wait
 from sqlalchemy.exc import SAWarning
-from traitlets.config.loader import PyFileConfigLoader
 
-from grading.cli.autograde_one import (STARTED_TOPIC, TRUSTED_EXECUTE, course_payload, execute_remotely, load_api,
-                                       one_line, submission_payload)
+from grading.cli.autograde_one import (STARTED_TOPIC, autograde_remotely, course_payload, load_api, one_line,
+                                       submission_payload)
+from grading.cli.dask_tasks import TaskClock, dask_client, task_outcomes
+from grading.cli.recording import Recorder
 from grading.cli.report import reason_from_nbgrader_result
 from grading.cli.ship_package import ship_to_workers, shipped_task
+from grading.cli.up_to_date import GradedMarks
 from grading.course import ASSIGNMENT, PROBLEMS_FILE
+from grading.plugins.intake import SubmissionIntake, UnsafeSubmissionError
 
 # nbgrader 0.9.6's gradebook code trips SQLAlchemy 2's session warnings on every submission; they say nothing
 # about the grades and would drown the progress lines.
 warnings.filterwarnings("ignore", category=SAWarning)
 
-REPLAY_EXECUTE = "grading.plugins.replay.ReplayExecute"
 TASK_TIMEOUT = 1800.0  # seconds a Dask task may run: well above a notebook's own time budget
-POLL_SECONDS = 1.0     # how often running tasks are checked against the task timeout
 
 
 def submitted_students(course, assignment):
@@ -94,141 +95,76 @@ class Outcomes:
 
 
 def grade_sequentially(course, assignment, students):
-    api = load_api(course)
+    api, marks = load_api(course), GradedMarks(course, assignment)
     outcomes = Outcomes(course, len(students), 1)
     for student in students:
-        start = time.monotonic()
+        start, digest = time.monotonic(), marks.digest(student)
         try:
             problem = reason_from_nbgrader_result(api.autograde(assignment, student))
         except Exception as error:
             problem = one_line(error)
+        marks.update({student: digest if problem is None else None})
         outcomes.add(student, problem, time.monotonic() - start)
     return outcomes.problems
 
 
 # ---------------------------------------------------------------- on Dask ------------------------------------
 
-def replay_pipeline(course):
-    """The course's autograde pipeline with TrustedExecute replaced by ReplayExecute."""
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    pipeline = list(config.Autograde.autograde_preprocessors)
-    swapped = [REPLAY_EXECUTE if step == TRUSTED_EXECUTE else step for step in pipeline]
-    if swapped == pipeline:
-        raise SystemExit(f"nbgrader_config.py does not autograde with {TRUSTED_EXECUTE}")
-    return swapped
-
-
-def record_worker_result(api, replay, assignment, result):
-    """Record what a worker returned with the full autograde pipeline (replaying its outputs, or executing
-    here when it sent none) and return the student's problem: this recording's verdict, which supersedes any
-    problem the worker had (a worker failure that recording here overcomes is no problem)."""
-    student, notebooks, _, _ = result
-    for name, data in notebooks.items():
-        (replay / student).mkdir(exist_ok=True)
-        (replay / student / name).write_bytes(data)
-    return reason_from_nbgrader_result(api.autograde(assignment, student))
-
-
-class TaskClock:
-    """When each task started running on its worker, from the STARTED_TOPIC events the tasks log."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._started = {}  # task key -> (time.monotonic() here when the event arrived, worker address)
-
-    def __call__(self, event):  # Client.subscribe_topic handler, called in the client's event-loop thread
-        _, message = event
-        with self._lock:
-            self._started[message["key"]] = (time.monotonic(), message["worker"])
-
-    def running_for(self, key):
-        """(seconds the task has been running, its worker address); (0.0, None) before it starts."""
-        with self._lock:
-            started, worker = self._started.get(key, (None, None))
-        return (time.monotonic() - started, worker) if started is not None else (0.0, None)
-
-
-@contextmanager
-def dask_client(workers, scheduler):
-    """A client of the scheduler at `scheduler`, or of a local cluster of `workers` processes."""
-    # One thread per worker process: each worker runs one kernel at a time, so workers = cores.
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None, silence_logs=40)
-    client = Client(scheduler or cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def stop_task(client, future, worker):
-    """Cancel an overrunning task and restart its worker, which ends the sandboxed kernel it holds."""
-    future.cancel()
-    if worker is None:
-        return
-    try:
-        client.restart_workers([worker], timeout=120, raise_for_error=True)
-    except Exception as error:  # e.g. a worker without a nanny cannot be restarted: it finishes on its own
-        print(f"could not restart worker {worker} ({one_line(error)}); it stays busy until the task ends",
-              flush=True)
-
-
-def task_outcomes(client, tasks, clock, task_timeout):
-    """Yield (student, worker result or None, problem, seconds) as tasks finish, fail or overrun task_timeout."""
-    pending = dict(tasks)  # task key -> (future, student)
-    while pending:
+def submit_tasks(client, recorder, marks, course, assignment, students, outcomes):
+    """One Dask task per readable submission, with that student's gradebook rows: ({task key: (future, student)},
+    {student: digest of what their task grades})."""
+    refusals = SubmissionIntake.for_course(course)
+    course_files = client.scatter(course_payload(course, assignment), broadcast=True)  # once per worker
+    task, tasks, digests = shipped_task(autograde_remotely), {}, {}
+    for student in students:
+        refused = refusals.refusal(Path(course) / "submitted", student, assignment)
+        if refused:  # reported as nbgrader's own Autograde reports it, and nothing recorded, as it records nothing
+            outcomes.add(student, f"{UnsafeSubmissionError.__module__}.{UnsafeSubmissionError.__name__}: {refused}",
+                         0.0)
+            continue
         try:
-            wait([future for future, _ in pending.values()], timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            pass
-        for key, (future, student) in list(pending.items()):
-            seconds, worker = clock.running_for(key)
-            if future.done():
-                del pending[key]
-                try:
-                    result = future.result()
-                except Exception as error:  # the task raised, or Dask gave up on it (e.g. KilledWorker)
-                    yield student, None, one_line(error), seconds
-                else:
-                    yield student, result, None, result[3]
-            elif task_timeout and seconds > task_timeout:
-                del pending[key]
-                stop_task(client, future, worker)
-                yield student, None, f"grading took longer than the task timeout of {task_timeout:g} s", seconds
+            files = submission_payload(course, assignment, student)
+        except OSError as error:
+            outcomes.add(student, f"submission could not be read ({one_line(error)})", 0.0)
+            continue
+        future = client.submit(task, course_files, assignment, student, files, recorder.rows_for(student),
+                               key=f"grade-{student}", pure=False)
+        tasks[future.key], digests[student] = (future, student), marks.digest(student, files)
+    return tasks, digests
+
+
+def record_batch(recorder, marks, digests, batch):
+    """Record a batch of task outcomes in autograded/ and the gradebook, commit, then mark the graded ones up to
+    date; returns [(student, problem, seconds)]."""
+    marks.update({student: None for student, *_ in batch})  # no mark on a submission while it is rewritten
+    done = []
+    for student, result, problem, seconds in batch:
+        if result is not None:
+            problem, seconds = result.problem, result.seconds
+            try:
+                recorder.record(result)
+            except Exception as error:
+                problem = one_line(error)
+        done.append((student, problem, seconds))
+    recorder.commit()
+    marks.update({student: digests[student] for student, problem, _ in done if problem is None})
+    return done
 
 
 def grade_on_dask(course, assignment, students, workers, scheduler=None, task_timeout=TASK_TIMEOUT):
-    replay = Path(tempfile.mkdtemp(prefix="replay-"))
-    outcomes = Outcomes(course, len(students), workers)
+    outcomes, marks = Outcomes(course, len(students), workers), GradedMarks(course, assignment)
+    recorder = Recorder(course, assignment)
     try:
         with dask_client(workers, scheduler) as client:
             ship_to_workers(client)
             clock = TaskClock()
             client.subscribe_topic(STARTED_TOPIC, clock)
-            course_files = client.scatter(course_payload(course, assignment), broadcast=True)
-            task, tasks = shipped_task(execute_remotely), {}
-            for student in students:
-                try:
-                    files = submission_payload(course, assignment, student)
-                except OSError as error:
-                    outcomes.add(student, f"submission could not be read ({one_line(error)})", 0.0)
-                    continue
-                future = client.submit(task, course_files, assignment, student, files, key=f"grade-{student}",
-                                       pure=False)
-                tasks[future.key] = (future, student)
-            api = load_api(course, ReplayExecute={"replay_directory": str(replay)},
-                           Autograde={"autograde_preprocessors": replay_pipeline(course)})
-            for student, result, problem, seconds in task_outcomes(client, tasks, clock, task_timeout):
-                if result is not None:
-                    try:  # record with nbgrader's own Autograde, the gradebook's single writer
-                        problem = record_worker_result(api, replay, assignment, result)
-                    except Exception as error:
-                        problem = one_line(error)
-                outcomes.add(student, problem, seconds)
+            tasks, digests = submit_tasks(client, recorder, marks, course, assignment, students, outcomes)
+            for batch in task_outcomes(client, tasks, clock, task_timeout):
+                for student, problem, seconds in record_batch(recorder, marks, digests, batch):
+                    outcomes.add(student, problem, seconds)
     finally:
-        shutil.rmtree(replay, ignore_errors=True)
+        recorder.close()
     return outcomes.problems
 
 
@@ -242,14 +178,22 @@ def main(argv=None):
                         help=f"seconds one submission may take on a Dask worker (default: {TASK_TIMEOUT:g}; "
                              "0: no limit); over it, the student gets a one-line problem")
     parser.add_argument("--student", action="append", help="grade only these students (repeatable)")
+    parser.add_argument("--force", action="store_true",
+                        help="grade every submission named, even those graded since they last changed")
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
     sys.path.insert(0, str(course))
-    students = args.student or submitted_students(course, args.assignment)
+    named = args.student or submitted_students(course, args.assignment)
+    skipped = [] if args.force else GradedMarks(course, args.assignment).up_to_date(named)
+    students = [s for s in named if s not in skipped]
+    if skipped:
+        print(f"{len(skipped)} submission(s) already graded and unchanged: skipped (--force grades them again)")
     print(f"autograding {len(students)} submissions of {args.assignment} with "
           f"{'the Dask scheduler at ' + args.scheduler if args.scheduler else f'{args.workers} worker(s)'}")
     start = time.monotonic()
-    if args.workers <= 1 and not args.scheduler:
+    if not students:
+        problems = {}
+    elif args.workers <= 1 and not args.scheduler:
         problems = grade_sequentially(course, args.assignment, students)
     else:
         problems = grade_on_dask(course, args.assignment, students, args.workers, args.scheduler,

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from grading.cli.report import course_id_from_config, short_name
+from grading.cli.report import course_id_from_config, gradebook_url, short_name
 from grading.course import ASSIGNMENT, TRUSTED_MODULES
 from grading.trusted.modules import TrustedModules
 
@@ -141,7 +141,7 @@ def read_class(course, assignment=ASSIGNMENT, course_id=None):
     """ClassMistakes: every named mistake of every graded student of the assignment in the course."""
     course = Path(course).resolve()
     sub_checks = sub_checks_of(course, assignment)
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id or course_id_from_config(course)) as gb:
+    with Gradebook(gradebook_url(course), course_id or course_id_from_config(course)) as gb:
         try:
             tests = autograder_cells(gb, assignment)
         except MissingEntry:

@@ -21,6 +21,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config.loader import PyFileConfigLoader
 
+from grading.cli.roster import course_directory
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 from grading.plugins.intake import SubmissionIntake
 
@@ -56,6 +57,12 @@ def course_id_from_config(course):
     """CourseDirectory.course_id as set by the course's nbgrader_config.py (nbgrader's default if unset)."""
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     return config.CourseDirectory.get("course_id", "default_course")
+
+
+def gradebook_url(course):
+    """The course gradebook's database URL: nbgrader's db_url as the course's nbgrader_config.py sets it (SQLite
+    <course>/gradebook.db by default, or e.g. PostgreSQL)."""
+    return course_directory(course).db_url
 
 
 def in_notebook_order(course, assignment, notebook):
@@ -194,10 +201,11 @@ def submission_problem(course, assignment, student, notebooks, recorded):
 def load_report(course, assignment=ASSIGNMENT, course_id=None):
     """Every submission of `assignment` in the gradebook of `course`, with per-item points."""
     course = Path(course).resolve()
-    db = course / "gradebook.db"
-    if not db.exists():  # Gradebook() would silently create an empty one
+    db = gradebook_url(course)
+    if db.startswith("sqlite:///") and not Path(db.removeprefix("sqlite:///")).exists():
+        # Gradebook() would silently create an empty one
         raise FileNotFoundError(f"no gradebook at {db}: run `nbgrader autograde {assignment}` first")
-    with Gradebook(f"sqlite:///{db}", course_id or course_id_from_config(course)) as gb:
+    with Gradebook(db, course_id or course_id_from_config(course)) as gb:
         try:
             source = gb.find_assignment(assignment)
         except MissingEntry:

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
+from grading.cli.roster import course_directory
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
 from grading.fixtures.bug_catalog import BUGS
 from grading.notebook_items import graded_items
@@ -91,7 +92,7 @@ def make_submission(course, student, hours_late, plan, solutions, bugs):
 
 def register(course, course_id, roster):
     """Put the assignment (with its due date) and the students into the gradebook."""
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}", course_id) as gb:
+    with Gradebook(course_directory(course).db_url, course_id) as gb:
         gb.update_or_create_assignment(ASSIGNMENT, duedate=DUE_DATE.replace(tzinfo=None))
         for student, first_name in roster.items():
             gb.update_or_create_student(student, first_name=first_name, last_name="Sample")
@@ -112,7 +113,7 @@ def main(argv=None):
         print(f"{'wrote' if made else 'kept '} submitted/{student}/{ASSIGNMENT}: {described}"
               + (f" ({hours_late} h late)" if hours_late > 0 else ""))
     register(course, args.course_id, {student: first for student, (first, _, _) in CLASS.items()})
-    print(f"registered {len(CLASS)} students and the due date {DUE_DATE:%Y-%m-%d %H:%M} UTC in gradebook.db")
+    print(f"registered {len(CLASS)} students and the due date {DUE_DATE:%Y-%m-%d %H:%M} UTC in the gradebook")
 
 
 if __name__ == "__main__":

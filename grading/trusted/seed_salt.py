@@ -75,7 +75,7 @@ class SeedSalt(LoggingConfigurable):
 
 
 def submission_digest(nb: t.Any) -> bytes:
-    """SHA-256 of the notebook's cell types and sources, in order (what grading/plugins/replay.py matches on)."""
+    """SHA-256 of the notebook's cell types and sources, in order."""
     cells = [[str(cell.get("cell_type")), str(cell.get("source"))] for cell in nb.cells]
     return hashlib.sha256(json.dumps(cells, ensure_ascii=True).encode()).digest()
 

@@ -1,0 +1,58 @@
+"""The coordinator's half of one pass per submission: record what the Dask workers graded, as the gradebook's
+single writer.
+
+A worker ran nbgrader's full Autograde once, against a snapshot (grading/cli/autograde_one.py); here its result
+is recorded as that Autograde would have recorded it in the course: autograded/<student>/<assignment>/ replaced
+by the worker's files (removed when nbgrader removed them, on a failure), and the gradebook values it wrote set
+through nbgrader's Gradebook API (grading/cli/gradebook_rows.py), in whatever database db_url names. Results are
+committed in batches, each batch being whatever finished since the last look, so nothing finished waits.
+"""
+import shutil
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+
+from grading.cli.autograde_one import load_api
+from grading.cli.gradebook_rows import recorded_values, student_rows, write_values
+
+
+def replace_tree(dest, files):
+    """Make `dest` hold exactly `files` ({relative path: (mode, bytes)}); none: remove it."""
+    shutil.rmtree(dest, ignore_errors=True)
+    for rel, (mode, data) in files.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+
+
+class Recorder:
+    """Reads what workers need from the course gradebook and writes back what they graded."""
+
+    def __init__(self, course, assignment):
+        self.assignment = assignment
+        self.coursedir = load_api(course).coursedir
+        self.gb = Gradebook(self.coursedir.db_url, self.coursedir.course_id)
+        self.before = {}  # student -> recorded_values when their task was made
+
+    def rows_for(self, student):
+        """The student's gradebook rows to ship with their task; remembers their values as they were."""
+        with self.gb.engine.connect() as connection:
+            rows = student_rows(connection, self.assignment, student)
+        self.before[student] = recorded_values(self.gb, self.assignment, student)
+        self.gb.db.rollback()  # end the read transaction: the worker's result is written in a fresh one
+        return rows
+
+    def record(self, graded):
+        """Write one worker result (autograde_one.Graded) into autograded/ and the session; not committed."""
+        cd = self.coursedir
+        if graded.files is not None:
+            replace_tree(Path(cd.format_path(cd.autograded_directory, graded.student, self.assignment)), graded.files)
+        if graded.values is not None:
+            write_values(self.gb, self.assignment, graded.student, self.before.get(graded.student), graded.values)
+
+    def commit(self):
+        self.gb.db.commit()
+
+    def close(self):
+        self.gb.close()
