@@ -23,7 +23,7 @@ def replace_tree(dest, files):
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        path.chmod(mode)
+        path.chmod(mode & 0o777)   # never a set-user-ID bit from a submitted file on a grader-owned copy
 
 
 class Recorder:

@@ -2,11 +2,11 @@
 
 grading.cli.grade_class keeps autograded/<GRADED_FILE>, {student: digest}, where the digest covers what grading
 that submission read: its files (through the intake, grading/plugins/intake.py; timestamp.txt among them) and the
-course's grading inputs (nbgrader_config.py, nn.py, the seed secret, source/<assignment>/). A submission is up to
-date, and a run without --force skips it, when its digest is unchanged, its autograded notebooks exist and the
-gradebook has its submission. Anything else -- new, resubmitted, never graded, failed last time, interrupted, the
-config or the source notebook edited -- is graded again. What the digest cannot see (an extension or due date
-changed in the gradebook, a manual edit of autograded/) needs --force.
+course's grading inputs (nbgrader_config.py, nn.py, the seed secret, source/<assignment>/, the grading package's
+code). A submission is up to date, and a run without --force skips it, when its digest is unchanged, its
+autograded notebooks exist and the gradebook has its submission. Anything else -- new, resubmitted, never graded,
+failed last time, interrupted, the config, the source notebook or the grader edited -- is graded again. What the
+digest cannot see (an extension or due date changed in the gradebook, a manual edit of autograded/) needs --force.
 
 A mark is written only after the submission's grades are committed, and dropped before they are rewritten, so
 a run killed at any moment leaves no mark on a half-recorded submission.
@@ -18,7 +18,9 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
+import grading
 from grading.cli.autograde_one import load_api, regular_files
+from grading.cli.ship_package import ShipPackage
 from grading.course import GRADED_FILE
 from grading.plugins.intake import SubmissionIntake
 from grading.trusted.seed_salt import SeedSalt
@@ -47,6 +49,7 @@ class GradedMarks:
         inputs["seed_secret"] = SeedSalt(config=self.api.config).secret(str(self.course))
         source = self.course / cd.source_directory / assignment
         inputs.update({f"source/{rel}": data for rel, data in regular_files(source).items()})
+        inputs["grading package"] = ShipPackage(Path(grading.__file__).parent).version.encode()   # the grader's code
         self.inputs = inputs
         self.intake = SubmissionIntake.for_course(course)
 
