@@ -23,7 +23,12 @@ arrays, and a tracked array returned again is the very same grader object (kerne
 Transport
 ---------
 One channel: a Unix socket carrying one request frame and one reply frame per call (wire.py: a JSON header plus
-raw ``.npy`` members). On first use the grader binds a fresh, randomly named socket in the scratch directory
+raw ``.npy`` members). Arrays are not copied to be sent (a frame goes out as one gather write of the header and
+the arrays' own memory) and are copied once when received (into the array that keeps them). A tracked array
+crosses once per session: afterwards only a change makes it cross again (each side compares it bit for bit with
+its snapshot of the last sync, in place).
+
+On first use the grader binds a fresh, randomly named socket in the scratch directory
 (``bind`` never follows or replaces an existing path; the file is checked through an ``O_PATH|O_NOFOLLOW``
 descriptor to be the grader's own socket before it is made connectable for the kernel's UID, and unlinked once
 connected), then sends the kernel side (wire.py and kernel_side.py, read from this package; its version is their

@@ -11,6 +11,7 @@ any function of this module and forge any reply. That only changes the answers a
 Shared arrays: every ndarray that crosses the boundary is tracked for a session (one test cell). After each call
 the reply carries the tracked arrays whose contents changed (``sync``), so the grader sees in-place changes student
 code made to its inputs, also to arrays cached by an earlier call; a tracked array returned again keeps its key.
+Unchanged arrays are not sent again: the comparison with the snapshot is bit for bit and in place.
 """
 from __future__ import annotations
 

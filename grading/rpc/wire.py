@@ -6,7 +6,9 @@ with kernel_side.py. It needs nothing but the standard library and numpy.
 Frame: ``FRAME_LEN`` (bytes that follow), then the payload. Payload: ``HEADER_LEN`` (bytes of the header), a JSON
 header, then the ``.npy`` members (numpy's own format, written and read with ``allow_pickle=False``) in the order
 the header's ``"npy"`` table lists them as ``[key, number of bytes]``. One request frame goes to the kernel, one
-reply frame comes back, on one Unix socket.
+reply frame comes back, on one Unix socket. A frame is sent as the buffers it is made of (``payload_parts``,
+``send_all``: the arrays' own memory, never joined), and a member is read as a view of the received bytes
+(``npy_view``): numpy's .npy bytes, without numpy's copies.
 
 Values travel as a tree of JSON nodes ``{"t": tag, ...}``: ``none``, ``bool``/``int``/``float``/``str`` with ``v``,
 ``tuple``/``list`` with ``v`` (a list of nodes), ``dict`` with ``v`` (a list of ``[key node, value node]``),
