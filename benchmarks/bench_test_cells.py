@@ -5,8 +5,9 @@
 A sandboxed kernel (grading.sandbox) runs the reference answers; each round runs the notebook's five test cells
 (self-check, then the hidden ``gradcheck.grade(..., large=True)``) through grading.trusted.runner.run_test_cell,
 exactly as TrustedExecute does, and prints the round's seconds. Side by side, the same checks with the answers in
-the grader's own process (no RPC, no sandbox): the floor the RPC adds to. ``--profile N`` prints the N costliest
-functions of one more round (cProfile, cumulative).
+the grader's own process (no RPC, no sandbox): the floor the RPC adds to. Besides wall seconds, each round's CPU
+seconds of the grader process and of the sandboxed kernel's processes: on a shared machine these vary far less.
+``--profile N`` prints the N costliest functions of one more round (cProfile, cumulative, then own time).
 """
 import argparse
 import cProfile
@@ -28,6 +29,7 @@ import nbformat  # noqa: E402
 from grading.fixtures import reference_solutions as ref  # noqa: E402
 from grading.rpc.client import RemoteKernel  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager  # noqa: E402
+from grading.sandbox.processes import descendants  # noqa: E402
 from grading.trusted.modules import TrustedModules  # noqa: E402
 from grading.trusted.runner import TrustedCellSetup, run_test_cell  # noqa: E402
 
@@ -70,10 +72,31 @@ class InProcess:
         return {n: ("value", self.ns[n]) if n in self.ns else ("missing", None) for n in names}
 
 
-def one_round(cells, kernel, setup) -> tuple[float, list]:
-    t0 = time.perf_counter()
+def kernel_cpu(km) -> float:
+    """CPU seconds used so far by the sandboxed kernel's processes (0 without a sandbox)."""
+    pid = getattr(km, "sandbox_pid", None)
+    total = 0.0
+    for p in ([pid, *descendants(pid)] if pid else []):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+def one_round(cells, kernel, setup, km=None) -> tuple[tuple[float, float, float], list]:
+    """(wall, grader CPU, kernel CPU) seconds of the five cells, and their outputs."""
+    t0, c0, k0 = time.perf_counter(), time.process_time(), kernel_cpu(km)
     outputs = [run_test_cell(cell, kernel, setup) for cell in cells]
-    return time.perf_counter() - t0, outputs
+    return (time.perf_counter() - t0, time.process_time() - c0, kernel_cpu(km) - k0), outputs
+
+
+def _report(what: str, rounds: list) -> None:
+    wall, grader, kernel = (statistics.median(r[i] for r in rounds) for i in range(3))
+    print(f"five test cells, {what}: {wall:.3f} s (median of {len(rounds)}: "
+          f"{', '.join(f'{r[0]:.3f}' for r in rounds)}); CPU: grader {grader:.3f} s, kernel {kernel:.3f} s")
 
 
 def main() -> None:
@@ -99,15 +122,13 @@ def main() -> None:
         one_round(cells, rk, setup)     # warm-up: channel, imports, caches
         remote, direct = [], []
         for _ in range(args.rounds):
-            seconds, outputs = one_round(cells, rk, setup)
+            seconds, outputs = one_round(cells, rk, setup, km)
             remote.append(seconds)
             seconds, expected = one_round(cells, local, setup)
             direct.append(seconds)
             assert outputs == expected, "the grades through the RPC differ from the in-process ones"
-        print(f"five test cells, sandboxed kernel over the RPC: {statistics.median(remote):.3f} s "
-              f"(median of {args.rounds}: {', '.join(f'{s:.3f}' for s in remote)})")
-        print(f"five test cells, answers in the grader process: {statistics.median(direct):.3f} s "
-              f"(median of {args.rounds}: {', '.join(f'{s:.3f}' for s in direct)})")
+        _report("sandboxed kernel over the RPC", remote)
+        _report("answers in the grader process", direct)
         if args.profile:
             prof = cProfile.Profile()
             prof.runcall(one_round, cells, rk, setup)
