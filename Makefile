@@ -135,6 +135,8 @@ student: venv
 
 bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_gradcheck.py --trials 10000
+	$(BIN)/python benchmarks/bench_rpc.py --calls 1000
+	$(BIN)/python benchmarks/bench_test_cells.py --rounds 9
 	$(BIN)/python benchmarks/bench_class.py --students 40 --workers $(WORKERS)
 
 test: venv system-deps

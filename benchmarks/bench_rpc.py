@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/bench_rpc.py [--calls 500]
 
-Three kinds of call, each timed one by one after a warm-up: a scalar function, a method call with two arrays
-(the shape of a Multiply.forward), and a backward pass returning two arrays of a (7, 5) layer.
+Six timings, each call timed one by one after a warm-up: a scalar function, a method call with two arrays
+(the shape of a Multiply.forward), and a backward pass returning two arrays of a (7, 5) layer; then the same
+two with the large case's (500, 1000) arrays (4 MB each): forward's x and y changed by the grader before each
+call, so both are sent again, and backward's two new arrays coming back; and the scalar call again while the
+large x and y are tracked (every call checks tracked arrays for changes on both sides).
 """
 import argparse
 import os
@@ -62,10 +65,23 @@ def main() -> None:
         layer = RemoteName(rk, "Multiply")()
         x, y, d = np.random.rand(7, 5), np.random.rand(7, 5), np.random.rand(7, 5)
         layer.forward(x, y)
-        for name, fn in [("scalar call", lambda: scale(3)),
-                         ("forward(x, y), (7, 5) arrays", lambda: layer.forward(x, y)),
-                         ("backward(d) -> two (7, 5) arrays", lambda: layer.backward(d))]:
-            print(f"{name:36s} {_median_ms(fn, calls):6.2f} ms per call (median of {calls})")
+        rows = [("scalar call", lambda: scale(3), calls),
+                ("forward(x, y), (7, 5) arrays", lambda: layer.forward(x, y), calls),
+                ("backward(d) -> two (7, 5) arrays", lambda: layer.backward(d), calls)]
+        for name, fn, n in rows:
+            print(f"{name:50s} {_median_ms(fn, n):7.2f} ms per call (median of {n})")
+        big = RemoteName(rk, "Multiply")()
+        bx, by, bd = np.random.rand(500, 1000), np.random.rand(500, 1000), np.random.rand(500, 1000)
+        big.forward(bx, by)
+
+        def changed_forward():
+            bx[0, 0], by[0, 0] = -bx[0, 0], -by[0, 0]
+            return big.forward(bx, by)
+        rows = [("scalar call, two (500, 1000) arrays tracked", lambda: scale(3), calls),
+                ("forward(x, y), changed (500, 1000) arrays", changed_forward, min(calls, 100)),
+                ("backward(d) -> two (500, 1000) arrays", lambda: big.backward(bd), min(calls, 100))]
+        for name, fn, n in rows:
+            print(f"{name:50s} {_median_ms(fn, n):7.2f} ms per call (median of {n})")
     finally:
         rk.close()
         run_sync(km.shutdown_kernel)(now=True)

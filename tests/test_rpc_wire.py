@@ -72,6 +72,16 @@ def spin():
 
 answer = 41.5
 weights = np.arange(6.0).reshape(2, 3)
+kept = []
+
+def keep(x):
+    kept.append(x)
+
+def bump():
+    x = kept[-1]
+    x[123, 456] += 1.0
+    x[0, 1] = -0.0                  # the same value as 0.0, other bits
+    x[0, 2] = np.frombuffer(np.uint64(0x7FF8000000000001).tobytes(), np.float64)[0]    # a NaN with a payload
 """
 
 
@@ -134,6 +144,37 @@ def test_frame_round_trip_keeps_header_arrays_and_order():
     for key, arr in ARRAYS.items():
         assert type(arrays[key]) is np.ndarray and arrays[key].dtype == arr.dtype
         np.testing.assert_array_equal(arrays[key], arr)
+
+
+def test_members_are_what_numpy_writes_and_reads():
+    """The gather-written members are byte for byte numpy's .npy, and are read back with numpy's layout."""
+    for arr in [*ARRAYS.values(), np.zeros((1,) * 20), np.float16([1, 2])]:
+        head, data = wire.npy_parts(arr)
+        assert head + bytes(data) == npy(arr, allow_pickle=False)
+        for _ in range(2):          # parsed, then remembered
+            got = decode.load_npy_untrusted(head + bytes(data), 1 << 20)
+            ref = np.load(io.BytesIO(npy(arr)))
+            assert wire.same_array(got, ref) and got.flags.f_contiguous == ref.flags.f_contiguous
+            assert not got.flags.writeable
+
+
+def test_same_array_compares_bits():
+    x = np.linspace(-1, 1, 1 << 16)
+    y = x.copy()
+    assert wire.same_array(x, y) and wire.same_array(x[::3], y[::3]) and wire.same_array(x[:10], y[:10])
+    y[5] = np.nan
+    assert not wire.same_array(x, y) and not wire.same_array(y, y.astype(np.float32))
+    y[:] = 0.0
+    assert not wire.same_array(y, -y) and wire.same_array(y.reshape(256, 256).T, y.reshape(256, 256).T.copy())
+    assert not wire.same_array(y, y.reshape(256, 256))
+
+
+def test_sent_past_splits_a_partial_send():
+    parts = [b"ab", memoryview(b"cdef"), b"g"]
+    assert [bytes(p) for p in wire.sent_past(parts, 0)] == [b"ab", b"cdef", b"g"]
+    assert [bytes(p) for p in wire.sent_past(parts, 3)] == [b"def", b"g"]
+    assert [bytes(p) for p in wire.sent_past(parts, 6)] == [b"g"]
+    assert wire.sent_past(parts, 7) == []
 
 
 def test_frame_without_arrays_and_plain_checks():
@@ -273,6 +314,37 @@ def test_served_round_trip_mutation_and_identity(session):
         m.forward(a, b)
     assert session.calls - n == 5                                # a method of a known class costs one call
     assert repr(m) == "<remote Multiply>"
+
+
+def test_large_arrays_cross_once_and_sync_only_when_changed(session):
+    """A 4 MB array the grader sent is sent once; it comes back only when the kernel changed it (bits, NaN
+    payloads and signed zeros included), into the grader's own array; the grader's changes go up once."""
+    sizes = []
+    exchange = session.channel.exchange
+
+    def counted(payload, deadline):
+        reply = exchange(payload, deadline)
+        sizes.append((sum(len(p) for p in payload), len(reply)))
+        return reply
+    session.channel.exchange = counted
+    x = np.random.default_rng(0).standard_normal((500, 1000))
+    RemoteName(session, "keep")(x)
+    for _ in range(3):
+        assert RemoteName(session, "scale")(1.0) == 2.0
+    assert sizes[0][0] > x.nbytes and all(up < 10_000 and down < 10_000 for up, down in sizes[1:])
+    before = x.copy()
+    RemoteName(session, "bump")()
+    assert x.nbytes < sizes[-1][1] < 2 * x.nbytes                   # synced back once ...
+    assert x[123, 456] == before[123, 456] + 1.0 and np.signbit(x[0, 1])
+    assert x[0, 2:3].view(np.uint64)[0] == 0x7FF8000000000001     # ... bit for bit
+    RemoteName(session, "scale")(1.0)
+    assert sizes[-1][1] < 10_000                                    # and not again
+    x[7, 7] = 3.5
+    RemoteName(session, "scale")(1.0)
+    assert sizes[-1][0] > x.nbytes                                  # the grader's change goes up once
+    assert session.server.tracked[session.key_of(x)][0][7, 7] == 3.5
+    RemoteName(session, "scale")(1.0)
+    assert sizes[-1][0] < 10_000
 
 
 def test_served_values_errors_and_handles(session):

@@ -23,7 +23,12 @@ arrays, and a tracked array returned again is the very same grader object (kerne
 Transport
 ---------
 One channel: a Unix socket carrying one request frame and one reply frame per call (wire.py: a JSON header plus
-raw ``.npy`` members). On first use the grader binds a fresh, randomly named socket in the scratch directory
+raw ``.npy`` members). Arrays are not copied to be sent (a frame goes out as one gather write of the header and
+the arrays' own memory) and are copied once when received (into the array that keeps them). A tracked array
+crosses once per session: afterwards only a change makes it cross again (each side compares it bit for bit with
+its snapshot of the last sync, in place).
+
+On first use the grader binds a fresh, randomly named socket in the scratch directory
 (``bind`` never follows or replaces an existing path; the file is checked through an ``O_PATH|O_NOFOLLOW``
 descriptor to be the grader's own socket before it is made connectable for the kernel's UID, and unlinked once
 connected), then sends the kernel side (wire.py and kernel_side.py, read from this package; its version is their
@@ -46,6 +51,7 @@ evaluates kernel-provided code or reprs, and treats every byte from the kernel a
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -132,11 +138,20 @@ class RemoteName(RemoteObject):
 
 
 class _Tracked:
+    """A grader array in step with the kernel's, and its contents as last synced (never written: a copy, or the
+    received reply array it was synced from)."""
+
     __slots__ = ("ref", "snapshot")
 
-    def __init__(self, arr: np.ndarray):
+    def __init__(self, arr: np.ndarray, snapshot: np.ndarray | None = None):
         self.ref = weakref.ref(arr)
-        self.snapshot = arr.copy()
+        self.snapshot = arr.copy() if snapshot is None else snapshot
+
+
+def _to_send(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the C-contiguous array to send, its snapshot): one copy serves as both."""
+    snapshot = arr.copy()
+    return (snapshot if snapshot.ndim else np.ascontiguousarray(arr)), snapshot
 
 
 class _ArgEncoder(wire.TreeEncoder):
@@ -160,9 +175,8 @@ class _ArgEncoder(wire.TreeEncoder):
             raise TypeError(f"cannot send an array of dtype {v.dtype} to the student kernel")
         key = self.session.key_of(v)
         if key not in self.arrays:
-            self.arrays[key] = np.ascontiguousarray(v)
+            self.arrays[key], self.session.tracked[key].snapshot = _to_send(v)
             self.upload.append(key)
-            self.session.tracked[key].snapshot = v.copy()
         return {"t": "arr", "k": key}
 
     def other(self, v: Any) -> dict:
@@ -188,11 +202,11 @@ class _ResultDecoder(TreeDecoder):
             return live                 # the very object the grader sent (identity preserved)
         if live is not None and live.shape == arr.shape and live.dtype == arr.dtype and live.flags.writeable:
             np.copyto(live, arr)        # same object, changed in the kernel: mirror the change in place
-            entry.snapshot = live.copy()
+            entry.snapshot = arr
             return live
-        arr = np.array(arr)             # own, writable copy
-        self.session.register(key, arr)
-        return arr
+        own = np.array(arr)             # own, writable copy; the received array is its snapshot
+        self.session.register(key, own, arr)
+        return own
 
     def handle(self, object_id: int, type_name: str, is_callable: bool, tid: str | None) -> RemoteObject:
         return RemoteObject(self.session, {"kind": "obj", "id": object_id}, type_name, is_callable, tid)
@@ -228,11 +242,11 @@ class RpcSession:
 
     # ------------------------------------------------------------------ tracked arrays
 
-    def register(self, key: str, arr: np.ndarray) -> None:
+    def register(self, key: str, arr: np.ndarray, snapshot: np.ndarray | None = None) -> None:
         old = self.tracked.get(key)
         if old is not None and old.ref() is not None:
             self._key_of.pop(id(old.ref()), None)
-        self.tracked[key] = _Tracked(arr)
+        self.tracked[key] = _Tracked(arr, snapshot)
         self._key_of[id(arr)] = key
 
     def key_of(self, arr: np.ndarray) -> str:
@@ -255,9 +269,8 @@ class RpcSession:
                 dead.append(key)
                 del self.tracked[key]
             elif key not in arrays and not wire.same_array(arr, entry.snapshot):
-                arrays[key] = np.ascontiguousarray(arr)
+                arrays[key], entry.snapshot = _to_send(arr)
                 upload.append(key)
-                entry.snapshot = arr.copy()
         self._key_of = {id(e.ref()): k for k, e in self.tracked.items() if e.ref() is not None}
         return dead
 
@@ -269,7 +282,7 @@ class RpcSession:
             if new is not None and live is not None and live.shape == new.shape and live.dtype == new.dtype \
                     and live.flags.writeable:
                 np.copyto(live, new)
-                entry.snapshot = live.copy()
+                entry.snapshot = new
             # else: gone, or the kernel resized or retyped it; the grader's array cannot follow in place
 
     # ------------------------------------------------------------------ operations
@@ -282,7 +295,7 @@ class RpcSession:
         self.calls += 1
         arrays, upload = dict(arrays or {}), list(upload or [])
         dead = self._outgoing(arrays, upload)
-        reply = self._exchange(wire.encode_payload(dict(req, upload=upload, drop=dead), arrays))
+        reply = self._exchange(wire.payload_parts(dict(req, upload=upload, drop=dead), arrays))
         header, out = decode_reply(reply, self.max_json_bytes)
         self._apply_sync(header.get("sync", []), out)
         if not header["ok"]:
@@ -367,14 +380,21 @@ class ReplyTooLarge(RemoteError):
 
 class Channel:
     """The grader's end of the connected socket: frames out and in, never waiting past a deadline, polling
-    `check_alive` (which raises RemoteError once the kernel is dead) while it waits."""
+    `check_alive` (which raises RemoteError once the kernel is dead) while it waits. A request goes out as the
+    buffers it is made of (one gather write, arrays not joined); a reply is read straight into one buffer of its
+    announced size (at most `limit`; a larger one is read and dropped in pieces)."""
 
     def __init__(self, sock: socket.socket, limit: int, check_alive: Callable[[], None]):
         sock.setblocking(False)
+        with contextlib.suppress(OSError):     # fewer wake-ups per multi-megabyte frame
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wire.SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wire.SOCKET_BUFFER)
         self.sock, self.limit, self.check_alive = sock, limit, check_alive
-        self._buf = bytearray()
-        self._size: int | None = None     # size of the frame being received
+        self._buf = bytearray()           # bytes read but not yet placed (a length prefix, the start of a frame)
+        self._frame: bytearray | None = None    # the reply payload being received
+        self._got = 0                     # bytes of it received
         self._discard = 0                 # bytes still to drop of an oversized frame
+        self._dropped = 0                 # size of that frame
 
     def close(self) -> None:
         try:
@@ -382,10 +402,11 @@ class Channel:
         except OSError:
             pass
 
-    def exchange(self, payload: bytes, deadline: float) -> bytes | None:
-        """Send one request payload, return the reply payload; None once `deadline` passed."""
+    def exchange(self, payload: bytes | list, deadline: float) -> bytearray | None:
+        """Send one request payload (bytes, or the list of buffers it is made of), return the reply payload; None
+        once `deadline` passed."""
         # Between calls nothing may be pending: any byte from the kernel means the channel is out of step.
-        if self._buf or self._size is not None or self._discard:
+        if self._buf or self._frame is not None or self._discard:
             raise ChannelBroken("unexpected data from the kernel between calls")
         if select.select([self.sock], [], [], 0)[0]:
             try:
@@ -393,8 +414,10 @@ class Channel:
             except OSError:
                 pending = b""
             raise ChannelBroken("unexpected data from the kernel between calls" if pending else "closed by the kernel")
-        if not self.send(wire.frame(payload), deadline):
+        parts = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+        if not self.send(wire.framed(parts), deadline):
             raise ChannelBroken("the kernel stopped reading requests")
+        self._wait(deadline, read=True)     # the kernel has not answered yet: no point in reading before
         return self.receive(deadline)
 
     def _wait(self, deadline: float, read: bool) -> bool | None:
@@ -408,64 +431,79 @@ class Channel:
             return False
         return True
 
-    def send(self, data: bytes, deadline: float) -> bool:
-        """Send a whole frame; False if the kernel did not take it by `deadline`."""
-        view = memoryview(data)
-        while view:
-            ready = self._wait(deadline, read=False)
-            if ready is None:
-                return False
+    def send(self, parts: list, deadline: float) -> bool:
+        """Send a whole frame given as buffers; False if the kernel did not take it by `deadline`."""
+        parts = [p for p in parts if len(p)]
+        while parts:
             try:
-                if ready:
-                    view = view[self.sock.send(view):]
+                parts = wire.sent_past(parts, self.sock.sendmsg(parts[:wire.MAX_SEND_BUFFERS]))
+                continue
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as e:
                 raise ChannelBroken(f"send failed: {e.strerror or type(e).__name__}") from None
+            if self._wait(deadline, read=False) is None:
+                return False
         return True
 
-    def receive(self, deadline: float) -> bytes | None:
+    def receive(self, deadline: float) -> bytearray | None:
         """The next reply payload; None once `deadline` passed (the partial frame is kept for later)."""
         while True:
-            payload = self._take()
-            if payload is not None:
-                return payload
-            ready = self._wait(deadline, read=True)
-            if ready is None:
-                return None
             try:
-                chunk = self.sock.recv(1 << 16) if ready else None
+                while time.monotonic() < deadline:     # read whatever is there; wait only when nothing is
+                    payload = self._read()
+                    if payload is not None:
+                        return payload
             except (BlockingIOError, InterruptedError):
-                chunk = None
+                pass
             except OSError as e:
                 raise ChannelBroken(f"receive failed: {e.strerror or type(e).__name__}") from None
-            if chunk == b"":
-                raise ChannelBroken("closed by the kernel")
-            self._buf += chunk or b""
+            if self._wait(deadline, read=True) is None:
+                return None
 
-    def _take(self) -> bytes | None:
+    def _read(self) -> bytearray | None:
+        """One step of reading (at most one recv); the reply payload once it is complete (BlockingIOError: nothing
+        to read). A first read of up to 64 KiB takes the length prefix and, usually, the whole reply; a large
+        reply's remainder is read straight into its buffer."""
+        if self._frame is None and not self._discard:
+            if len(self._buf) < wire.FRAME_LEN.size:
+                self._buf += self._recv(1 << 16)
+                if len(self._buf) < wire.FRAME_LEN.size:
+                    return None
+            (size,) = wire.FRAME_LEN.unpack_from(self._buf)
+            del self._buf[:wire.FRAME_LEN.size]
+            if size > self.limit:
+                self._discard = self._dropped = size
+            else:
+                self._frame, self._got = bytearray(size), 0
         if self._discard:
             n = min(self._discard, len(self._buf))
             del self._buf[:n]
-            self._discard -= n
-            if self._discard:
-                return None
-            size, self._size = self._size, None
-            raise ReplyTooLarge(f"result too large ({size} bytes > {self.limit})")
-        if self._size is None:
-            if len(self._buf) < wire.FRAME_LEN.size:
-                return None
-            (self._size,) = wire.FRAME_LEN.unpack_from(self._buf)
-            del self._buf[:wire.FRAME_LEN.size]
-            if self._size > self.limit:
-                self._discard = self._size
-                return self._take()
-        if len(self._buf) < self._size:
+            self._discard -= n if n else len(self._recv(min(self._discard, 1 << 20)))
+            if not self._discard:
+                raise ReplyTooLarge(f"result too large ({self._dropped} bytes > {self.limit})")
             return None
-        payload = bytes(self._buf[:self._size])
-        del self._buf[:self._size]
-        self._size = None
-        return payload
+        frame = self._frame
+        if self._buf:       # bytes read past the prefix (beyond this frame: left for the next call to refuse)
+            n = min(len(frame) - self._got, len(self._buf))
+            frame[self._got:self._got + n] = self._buf[:n]
+            del self._buf[:n]
+            self._got += n
+        elif self._got < len(frame):
+            n = self.sock.recv_into(memoryview(frame)[self._got:])
+            if n == 0:
+                raise ChannelBroken("closed by the kernel")
+            self._got += n
+        if self._got < len(frame):
+            return None
+        self._frame = None
+        return frame
+
+    def _recv(self, n: int) -> bytes:
+        chunk = self.sock.recv(n)
+        if not chunk:
+            raise ChannelBroken("closed by the kernel")
+        return chunk
 
 
 def _unlink(path: str) -> None:

@@ -8,7 +8,6 @@ than the member that carries it.
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -17,30 +16,23 @@ import numpy as np
 from . import wire
 from .errors import RemoteError, printable, remote_error
 
-_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
-                       (3, 0): np.lib.format.read_array_header_2_0}
-
-
 def load_npy_untrusted(data: bytes | memoryview, budget: int) -> np.ndarray:
     """The array of an untrusted .npy member of at most `budget` bytes, refusing anything but a plain dtype whose
-    header agrees with the member's size."""
+    header agrees with the member's size; a read-only view of `data` (the caller copies what it keeps)."""
     if len(data) > budget:
         raise RemoteError("result arrays too large")
     try:
-        f = io.BytesIO(data)
-        reader = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
-        if reader is None:
+        found = wire.npy_header(data)
+        if found is None:
             raise RemoteError("malformed result arrays (npy version)")
-        shape, _, dtype = reader(f, max_header_size=wire.MAX_NPY_HEADER)
-        header_len = f.tell()
+        shape, fortran_order, dtype, header_len = found
         if not wire.plain_dtype(dtype):
             raise RemoteError(f"result array of unsupported dtype {dtype}")
         if len(shape) > wire.MAX_NDIM or any(type(d) is not int or d < 0 for d in shape):
             raise RemoteError("malformed result arrays (shape)")
         if header_len + math.prod(shape) * dtype.itemsize != len(data):
             raise RemoteError("malformed result arrays (size does not match header)")
-        f.seek(0)
-        arr = np.lib.format.read_array(f, allow_pickle=False, max_header_size=wire.MAX_NPY_HEADER)
+        arr = wire.npy_view(data, tuple(shape), bool(fortran_order), dtype, header_len)
         if type(arr) is not np.ndarray or arr.shape != tuple(shape) or arr.dtype != dtype:
             raise RemoteError("malformed result arrays (content)")
         return arr

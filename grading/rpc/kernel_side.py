@@ -11,11 +11,11 @@ any function of this module and forge any reply. That only changes the answers a
 Shared arrays: every ndarray that crosses the boundary is tracked for a session (one test cell). After each call
 the reply carries the tracked arrays whose contents changed (``sync``), so the grader sees in-place changes student
 code made to its inputs, also to arrays cached by an earlier call; a tracked array returned again keeps its key.
+Unchanged arrays are not sent again: the comparison with the snapshot is bit for bit and in place.
 """
 from __future__ import annotations
 
 import contextvars
-import io
 import socket
 import sys
 import threading
@@ -94,11 +94,12 @@ class Server:
         self.counter += 1
         return prefix + str(self.counter)
 
-    def track(self, key: str, arr: np.ndarray) -> None:
+    def track(self, key: str, arr: np.ndarray, snapshot: np.ndarray | None = None) -> None:
+        """Track `arr` under `key`; `snapshot`: its contents as last synced, never written (default: a copy)."""
         old = self.tracked.get(key)
         if old is not None:
             self.by_id.pop(id(old[0]), None)
-        self.tracked[key] = [arr, arr.copy()]
+        self.tracked[key] = [arr, arr.copy() if snapshot is None else snapshot]
         self.by_id[id(arr)] = key
 
     def handle_of(self, v: Any) -> dict:
@@ -117,10 +118,9 @@ class Server:
         changed = []
         for key, entry in list(self.tracked.items()):
             if key in out:
-                entry[1] = entry[0].copy()
+                out[key] = entry[1] = entry[0].copy()     # the copy is sent: student code runs on meanwhile
             elif not (type(entry[0]) is np.ndarray and wire.same_array(entry[0], entry[1])):
-                out[key] = entry[0]
-                entry[1] = entry[0].copy()
+                out[key] = entry[1] = entry[0].copy()
                 changed.append(key)
         return changed
 
@@ -167,15 +167,16 @@ class Server:
             entry = self.tracked.pop(key, None)
             if entry is not None:
                 self.by_id.pop(id(entry[0]), None)
-        arrays = {key: np.lib.format.read_array(io.BytesIO(data), allow_pickle=False) for key, data in members}
+        # Read-only views of the request's bytes, which nothing writes: an upload's view is its snapshot.
+        arrays = {key: wire.read_npy(data) for key, data in members}
         for key in header.get("upload", ()):
             new, entry = arrays[key], self.tracked.get(key)
             if (entry is not None and entry[0].shape == new.shape and entry[0].dtype == new.dtype
                     and entry[0].flags.writeable):
                 np.copyto(entry[0], new)
-                entry[1] = new.copy()
+                entry[1] = new
             else:
-                self.track(key, np.array(new))      # a fresh, writable array
+                self.track(key, np.array(new), new)      # a fresh, writable array
         return header, arrays
 
     def resolve_names(self, names: list, out: dict) -> dict:
@@ -247,12 +248,14 @@ class Server:
         return encode_reply(header, out, self.max_reply)
 
 
-def encode_reply(header: dict, arrays: dict, limit: int) -> bytes:
-    """The reply payload, or a "too large" error when it would exceed what the grader accepts."""
-    payload = wire.encode_payload(header, arrays)
-    if len(payload) > limit:
-        return wire.encode_payload({"ok": False, "too_large": len(payload), "sync": []}, {})
-    return payload
+def encode_reply(header: dict, arrays: dict, limit: int) -> list:
+    """The reply payload as buffers (wire.payload_parts), or a "too large" error when it would exceed what the
+    grader accepts."""
+    parts = wire.payload_parts(header, arrays)
+    size = sum(len(p) for p in parts)
+    if size > limit:
+        return wire.payload_parts({"ok": False, "too_large": size, "sync": []}, {})
+    return parts
 
 
 def _set_async_exc(tid: int, exc: type | None) -> None:
@@ -269,7 +272,7 @@ def interrupt() -> None:
             _set_async_exc(tid, KeyboardInterrupt)
 
 
-def _serve_one(server: Server, payload: bytes, enter: Callable) -> bytes:
+def _serve_one(server: Server, payload: bytearray, enter: Callable) -> bytes | list:
     tid = threading.get_ident()
     try:
         try:
@@ -288,15 +291,15 @@ def _serve_one(server: Server, payload: bytes, enter: Callable) -> bytes:
             return b""
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+def _recv_exact(conn: socket.socket, n: int) -> bytearray | None:
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
-        k = conn.recv_into(view[got:], min(n - got, 1 << 20))
+        k = conn.recv_into(view[got:], n - got)
         if not k:
             return None
         got += k
-    return bytes(buf)
+    return buf
 
 
 def serve_connection(conn: socket.socket, server: Server, enter: Callable = lambda fn, arg: fn(arg)) -> None:
@@ -309,7 +312,8 @@ def serve_connection(conn: socket.socket, server: Server, enter: Callable = lamb
             payload = _recv_exact(conn, wire.FRAME_LEN.unpack(prefix)[0])
             if payload is None:
                 return
-            conn.sendall(wire.frame(_serve_one(server, payload, enter)))
+            reply = _serve_one(server, payload, enter)
+            wire.send_all(conn, wire.framed([reply] if isinstance(reply, (bytes, bytearray)) else reply))
     except BaseException:
         pass
     finally:
@@ -363,6 +367,10 @@ def start(path: str, ns: dict, options: dict) -> None:
     conn.settimeout(5)
     conn.connect(path)
     conn.settimeout(None)
+    try:        # fewer wake-ups per multi-megabyte reply
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wire.SOCKET_BUFFER)
+    except OSError:
+        pass
     conn.sendall(wire.frame(wire.encode_payload({"hello": options["version"]}, {})))
     server = Server(ns, options["max_reply"])
     threading.Thread(target=serve_connection, args=(conn, server, _in_cell_context()), name="grading-rpc",
