@@ -174,3 +174,17 @@ def test_a_dead_template_takes_its_kernels_with_it_and_is_made_again(tmp_path):
         assert next(iter(warm_template._templates.values())) is not template
     finally:
         second.close()
+
+
+def test_one_template_serves_every_copy_of_the_same_support_file(tmp_path):
+    """Each Dask task grades in its own scratch course, with its own path to the same nn.py: one template each
+    worker, not one per task. A different nn.py is another template."""
+    from traitlets.config import Config
+
+    def settings(folder, source="X = 1\n"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "nn.py").write_text(source)
+        config = Config({"WarmKernels": {"preload_files": {"nn": str(tmp_path / folder / "nn.py")}}})
+        return WarmKernelManager(config=config).template_settings()
+
+    assert settings("task-1") == settings("task-2") != settings("task-3", "X = 2\n")

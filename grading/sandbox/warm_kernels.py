@@ -79,8 +79,20 @@ class WarmKernelManager(SandboxedKernelManager):
             bwrap=require_executable(self.bwrap_path, "bubblewrap"), python=self.python_executable,
             ro_binds=tuple(self.ro_bind_paths()), etc_files=tuple(self.etc_paths()),
             env=tuple(sorted(self.sandbox_env(passed=False).items())), preload=tuple(self.warm.preload),
-            preload_files=tuple(sorted(self.warm.preload_files.items())), covers=tuple(covers),
+            preload_files=self.preloaded_sources(), covers=tuple(covers),
             tmp_size_mb=self.tmp_size_mb, start_timeout_s=self.warm.start_timeout_s)
+
+    def preloaded_sources(self) -> tuple[tuple[str, bytes], ...]:
+        """(name, source) of c.WarmKernels.preload_files: the template is keyed by their content, not their path
+        (every Dask task's scratch course has its own path to the same nn.py); an unreadable one is not preloaded."""
+        sources = []
+        for name, path in sorted(self.warm.preload_files.items()):
+            try:
+                with open(path, "rb") as f:
+                    sources.append((name, f.read()))
+            except OSError as e:
+                self.log.warning("TrustedExecute: %s is not preloaded in warm kernels (%s)", name, e)
+        return tuple(sources)
 
     def fork_request(self, settings: TemplateSettings) -> dict[str, t.Any]:
         return {"scratch": self.scratch_dir, "conn_dir": self._dirs.conn_dir, "conn_file": self.connection_file,

@@ -53,7 +53,7 @@ class TemplateSettings:
     etc_files: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     preload: tuple[str, ...]
-    preload_files: tuple[tuple[str, str], ...]
+    preload_files: tuple[tuple[str, bytes], ...]     # (module name, source): by content, not path
     covers: tuple[str, ...]          # directories each child covers with a fresh tmpfs
     tmp_size_mb: int
     start_timeout_s: float
@@ -152,8 +152,9 @@ class WarmTemplate:
             os.makedirs(os.path.dirname(os.path.join(self.code_dir, "grading", rel)), exist_ok=True)
             shutil.copyfile(os.path.join(package, rel), os.path.join(self.code_dir, "grading", rel))
         args = []
-        for name, path in self.settings.preload_files:
-            shutil.copyfile(path, os.path.join(self.code_dir, f"{name}.py"))
+        for name, source in self.settings.preload_files:
+            with open(os.path.join(self.code_dir, f"{name}.py"), "wb") as f:
+                f.write(source)
             args.append(f"--preload-file={name}={os.path.join(self.code_dir, f'{name}.py')}")
         os.chmod(self.home, 0o700)
         return args
