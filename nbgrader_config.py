@@ -79,8 +79,10 @@ c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
 # it, isolated like a cold kernel. Without a template (not root, it cannot start, it died 3 times) kernels start
 # cold in the sandbox, with one log line.
 c.TrustedExecute.kernel_manager_class = "grading.sandbox.warm_kernels.WarmKernelManager"
-c.WarmKernels.preload = ["numpy", "scipy.special", "sklearn.datasets", "matplotlib", "matplotlib.pyplot",
-                         "ipykernel.kernelapp", "ipykernel.ipkernel"]
+# The notebook's imports, and what IPKernelApp.initialize imports (its debugger, shell, history database).
+c.WarmKernels.preload = ["numpy", "scipy.special", "sklearn.datasets", "sklearn.metrics", "sklearn.model_selection",
+                         "sklearn.preprocessing", "matplotlib", "matplotlib.pyplot", "ipykernel.kernelapp",
+                         "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger", "sqlite3", "pdb"]
 c.WarmKernels.preload_files = {"nn": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, "nn.py")}
 # Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
 # differentiates numerically keep their points but are flagged needs_manual_grade (grading/plugins/numerics_review.py,
