@@ -1,5 +1,5 @@
-"""README's "Add a question" recipe, followed on a copy of the course: a sixth item, ReLU.backward, taken from the
-README's code blocks, regenerated with `nbgrader generate_assignment` and graded through the real
+"""The "Add a question" recipe (docs/instructors.md), followed on a copy of the course: a sixth item, ReLU.backward,
+taken from the recipe's code blocks, regenerated with `nbgrader generate_assignment` and graded through the real
 `nbgrader autograde` (slow: one small class)."""
 import re
 import textwrap
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 def recipe_blocks():
-    """The fenced code blocks of the README's "Add a question" section: [(language, code)], in order."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n### Add a question\n", 1)[1].split("\n### ", 1)[0]
+    """The fenced code blocks of docs/instructors.md's "Add a question" section: [(language, code)], in order."""
+    page = (REPO / "docs" / "instructors.md").read_text()
+    section = page.split("\n## Add a question\n", 1)[1].split("\n## ", 1)[0]
     return [(lang, textwrap.dedent(code)) for lang, code in re.findall(r"```(\w+)\n(.*?)\n\s*```", section, re.S)]
 
 

@@ -1,4 +1,4 @@
-"""nbgrader's exchange end to end, as the README's "Real students through nbgrader's exchange" describes it:
+"""nbgrader's exchange end to end, as docs/instructors.md's "Real students through nbgrader's exchange" describes it:
 release_assignment, fetch_assignment, submit, collect, autograde, generate_feedback, release_feedback,
 fetch_feedback, with exact grades and feedback that leaks nothing (slow: a class is graded).
 
@@ -39,7 +39,7 @@ def student_run(home, *args):
 
 
 def new_student(root, exchange):
-    """A student's home with the nbgrader config the README gives students: course id and exchange root."""
+    """A student's home with the nbgrader config docs/instructors.md gives students: course id and exchange root."""
     (root / ".jupyter").mkdir(parents=True)
     (root / "work").mkdir()
     (root / ".jupyter" / "nbgrader_config.py").write_text(
@@ -71,7 +71,7 @@ def test_release_fetch_submit_collect_grade_and_return_feedback(tmp_path):
 
     collected = nbgrader(course, "collect", ASSIGNMENT)
     log = collected.stdout + collected.stderr
-    for student in PLANS:  # one UID for everyone: nbgrader's owner check fires for each, as the README says
+    for student in PLANS:  # one UID for everyone: nbgrader's owner check fires for each, as docs/instructors.md says
         assert f"claims to be submitted by {student} but is owned by root; cheating attempt?" in log
     shutil.copytree(course / "release" / ASSIGNMENT, course / "submitted" / "carol" / ASSIGNMENT)  # no exchange
 

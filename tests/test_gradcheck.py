@@ -12,7 +12,7 @@ gradcheck_engine.py).
   written back) and does nothing to impl but call it, call methods and get/set
   ``params``;
 * self_check prints one line (and a hint line to see every sub-check) and never raises; grade is deterministic;
-* the item registry is the one home of the points: the notebook's test cells and the README's table agree with
+* the item registry is the one home of the points: the notebook's test cells and docs/grading.md's table agree with
   it, and a new layer item is declared in one call;
 * check_all's table, the notebook demos that wait for unfinished answers, the training-loss warnings.
 """
@@ -113,8 +113,8 @@ def test_items_and_points():
         assert all(points > 0 for points in spec.points.values())
 
 
-def readme_points_table():
-    """The README's points table, rendered from the registry."""
+def points_table():
+    """docs/grading.md's points table, rendered from the registry."""
     rows = ["| item (points) | sub-checks and points |", "|---|---|"]
     for item, spec in engine.ITEMS.items():
         split = ", ".join(f"{name} {points:g}" for name, points in spec.points.items())
@@ -122,10 +122,10 @@ def readme_points_table():
     return "\n".join(rows)
 
 
-def test_readme_points_table_is_the_registry():
-    readme = (REPO / "README.md").read_text()
-    assert readme_points_table() in readme, "README's points table drifted; it should read:\n" + readme_points_table()
-    assert readme.count("| item (points) |") == 1
+def test_docs_points_table_is_the_registry():
+    page = (REPO / "docs" / "grading.md").read_text()
+    assert points_table() in page, "docs/grading.md's points table drifted; it should read:\n" + points_table()
+    assert page.count("| item (points) |") == 1
 
 
 def test_bug_catalog_points_fit_the_registry():

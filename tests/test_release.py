@@ -167,7 +167,7 @@ def test_both_checker_modules_are_released_and_trusted():
     assert len((RELEASE_DIR / "gradcheck.py").read_text().splitlines()) <= 250   # a student reads it in minutes
 
 
-def test_readme_lists_every_answer_students_fill_in():
-    table = (REPO / "README.md").read_text().split("| cell | what to implement |\n|---|---|\n", 1)[1]
+def test_students_page_lists_every_answer_students_fill_in():
+    table = (REPO / "docs" / "students.md").read_text().split("| cell | what to implement |\n|---|---|\n", 1)[1]
     rows = table.split("\n\n", 1)[0].splitlines()
     assert [re.match(r"\| `([^`]+)` \|", row).group(1) for row in rows] == [item.name for item in ITEMS]
