@@ -1,8 +1,10 @@
 # Course bundle for "In-class exercise 9: Deep Learning (Part 1B)".
-# This Makefile is the table of contents: every job the bundle does is a target here.
+# This Makefile is the table of contents: every job the bundle does is a target here. The manual is docs/ (README.md
+# is the front door); docs/instructors.md has these targets with where each result lands.
 #
 #   make demo      set everything up and grade the sample class in its own course directory, demo/ (the main job)
-#   make test      the whole test suite (what CI runs)
+#   make test      the whole test suite (what CI runs; its time: docs/benchmarks.md)
+#   make test-fast the test suite without the whole-class runs marked slow
 #
 # Building blocks:
 #   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed)
@@ -13,6 +15,8 @@
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
 #   make class         the demo course demo/: course files, its release, the sample class (grading/cli/demo_course.py)
 #   make demo-clean    delete demo/ (the real class is never touched by the demo)
+#   make clean         delete demo/ and the build copies, never a real grade
+#   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow; docs/benchmarks.md)
 # Grading, on the course directory COURSE (default: this repository, the real class; `make demo` passes demo):
 #   make autograde     nbgrader autograde of every new or changed submission (FORCE=1: of every one), WORKERS at a
 #                      time (default: all cores), with progress; SCHEDULER=tcp://host:8786 grades on a Dask cluster
@@ -26,9 +30,8 @@
 #
 # For students:
 #   make student       JupyterLab on a copy of the release in student-work/, with Validate and no instructor tools
-#   make bench         benchmarks: checker false failures, class grading vs plain nbgrader (slow)
 #
-# A real class from an LMS (README, "Grades from and to an LMS"):
+# A real class from an LMS (docs/instructors.md, "Grades from and to an LMS"):
 #   make roster CSV=roster.csv            students (id, first_name, last_name, email, lms_user_id) -> gradebook
 #   make collect-lms ZIP=submissions.zip  a Canvas or Moodle submissions zip -> submitted/ (nbgrader zip_collect);
 #                                         Moodle also needs WORKSHEET=its grading worksheet (.csv)
