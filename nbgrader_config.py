@@ -104,9 +104,9 @@ c.Autograde.sanitize_preprocessors = [
     "grading.plugins.sanitize.CheckCellMetadata",
 ]
 
-# LMS in and out (grading/plugins/lms_collector.py, grading/plugins/lms_export.py; README, "Grades from and to an
-# LMS"). `make collect-lms ZIP=...` runs `nbgrader zip_collect` with these two plugins: Canvas and Moodle file
-# names are mapped to the roster's students (`make roster`), their LMS times become nbgrader's timestamps.
+# LMS in and out (grading/plugins/lms_collector.py, grading/plugins/lms_export.py; docs/instructors.md, "Grades
+# from and to an LMS"). `make collect-lms ZIP=...` runs `nbgrader zip_collect` with these two plugins: Canvas and
+# Moodle file names are mapped to the roster's students (`make roster`), their LMS times become nbgrader's timestamps.
 c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
 c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
 c.LmsCollector.lms_timezone = "UTC"           # the time zone of Moodle's grading worksheet (its downloader's)
@@ -126,7 +126,7 @@ c.HTMLExporter.extra_template_basedirs = [
 ]
 
 # The exchange (nbgrader's release_assignment, fetch, submit, collect, release_feedback, fetch_feedback) lives in
-# nbgrader's default root, /srv/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
+# nbgrader's default root, /usr/local/share/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
 # release_feedback skips, one line each, students whose submission did not come through the exchange.
 c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
 

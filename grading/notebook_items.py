@@ -4,7 +4,8 @@ derive their items and points from, instead of listing them again.
 An item is an answer cell (an nbgrader solution cell) with its test cell right below it; the test cell's hidden
 ``gradcheck.grade("<item>", <impl>, seeds=(...))`` names the item in the checker's registry
 (``gradcheck_engine.ITEMS``, which holds the point split), and its nbgrader ``points`` is the split's sum (a test
-checks that). Adding a question is adding those two cells and a registry entry: see README, "Add a question".
+checks that). Adding a question is adding those two cells and a registry entry: see docs/instructors.md, "Add a
+question".
 """
 import re
 from dataclasses import dataclass

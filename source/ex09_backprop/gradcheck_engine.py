@@ -7,8 +7,8 @@ Declaring an item (the item registry)
 -------------------------------------
 ``ITEMS`` maps an item name (the first argument of ``gradcheck.grade``/``self_check``) to an :class:`Item`.
 Each item's ``points`` (sub-check -> points) is the only place the point split is written down; the notebook's
-test cell has their sum as its nbgrader ``points`` (a test checks it), and the README's points table is checked
-against it. A layer with ``forward(*inputs)`` and ``backward(d_out)`` is declared in one call::
+test cell has their sum as its nbgrader ``points`` (a test checks it), and the points table of docs/grading.md is
+checked against it. A layer with ``forward(*inputs)`` and ``backward(d_out)`` is declared in one call::
 
     ITEMS["ReLU.backward"] = layer_item(
         "ReLU", lambda x: np.maximum(x, 0), inputs=("x",),
