@@ -7,6 +7,7 @@
 # Building blocks:
 #   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed),
 #                      made by PYTHON (default python3: 3.11 from 3.11.2, or 3.12, as Debian 12 and Ubuntu 24.04 ship)
+#   make venv-python   the interpreter make venv uses, and whether it is supported (PYTHON_VERSIONS)
 #   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
 #                      (the PostgreSQL gradebook test), python3-venv (venvs from Debian's python3)
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
