@@ -7,9 +7,11 @@
 #   make test-fast the test suite without the whole-class runs marked slow
 #
 # Building blocks:
-#   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed)
+#   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed),
+#                      made by PYTHON (default python3: 3.11 from 3.11.2, or 3.12, as Debian 12 and Ubuntu 24.04 ship)
+#   make venv-python   the interpreter make venv uses, and whether it is supported (PYTHON_VERSIONS)
 #   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
-#                      (the PostgreSQL gradebook test)
+#                      (the PostgreSQL gradebook test), python3-venv (venvs from Debian's python3)
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
 #   make instructor    execute the instructor notebook in a fresh kernel (reproduces the seed's numbers)
 #   make validate      nbgrader validate on the instructor notebook (must pass) and the release (must fail)
@@ -53,7 +55,7 @@ COURSE     ?= .
 DEMO       := demo
 
 .PHONY: demo demo-clean test test-fast venv system-deps release instructor validate class autograde feedback export \
-        report bench clean student roster collect-lms
+        report bench clean student roster collect-lms venv-python
 
 demo: venv system-deps class
 	@$(MAKE) --no-print-directory autograde feedback export report COURSE=$(DEMO)
@@ -70,17 +72,37 @@ VENV_STAMP ?= $(VENV)/.installed
 venv:
 	@if [ "$$(cat $(VENV_STAMP) 2>/dev/null)" != "$(PINS)" ]; then \
 	  echo "venv: installing the pinned requirements into $(VENV)"; \
+	  $(MAKE) --no-print-directory venv-python || exit 1; \
 	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	  $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt && \
 	  echo "$(PINS)" > $(VENV_STAMP); \
 	fi
 
+# The interpreter `make venv` uses: PYTHON for a new venv, the venv's own once made. Supported: the minor versions
+# of PYTHON_VERSIONS, each from the release listed (Debian 12's python3 is 3.11.2, Ubuntu 24.04's 3.12.3);
+# tests/test_pins.py resolves the pins for each of them without installing. A python3 that cannot make venvs
+# (no ensurepip: Debian's and Ubuntu's python3.X-venv is not installed) or no python3 at all gets Debian's package.
+PYTHON_VERSIONS := 3.11.2 3.12.0
+PYTHON_CHECK = import sys; v = sys.version_info[:3]; ok = [tuple(map(int, a.split("."))) for a in sys.argv[1:]]; \
+  print("venv: using %s (%d.%d.%d)" % ((sys.executable,) + v)); \
+  sys.exit(None if any(v[:2] == o[:2] and v >= o for o in ok) else "venv: Python %d.%d.%d is not supported: \
+  use %s (make venv PYTHON=/path/to/python3)" % (v + (" or ".join("%d.%d from %s" % (o[0], o[1], a) \
+  for o, a in zip(ok, sys.argv[1:])),)))
+apt_install = { echo "venv: installing Debian's $(1) (needs root)"; apt-get update -qq && \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; }
+venv-python:
+	@test -x $(BIN)/python && py=$(BIN)/python || py=$(PYTHON); \
+	command -v $$py >/dev/null || [ "$$py" != python3 ] || $(call apt_install,python3-venv) || exit 1; \
+	$$py -c '$(PYTHON_CHECK)' $(PYTHON_VERSIONS) || exit 1; \
+	test -x $(BIN)/python || $$py -c 'import ensurepip' 2>/dev/null || \
+	  $(call apt_install,$$($$py -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'))
+
 system-deps:
 	@command -v bwrap >/dev/null && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \
-	  >/dev/null 2>&1 || { \
-	  echo "installing Debian packages bubblewrap, chromium and postgresql (needs root)"; \
+	  >/dev/null 2>&1 && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || { \
+	  echo "installing Debian packages bubblewrap, chromium, postgresql and python3-venv (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium \
-	  postgresql >/dev/null; }
+	  postgresql python3-venv >/dev/null; }
 
 # nn.py has one home, the top level; the assignment gets a build copy (git-ignored in source/).
 release: venv
