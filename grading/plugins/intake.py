@@ -24,7 +24,7 @@ Where it runs:
   puts the check in front of ``Autograde.init_destination``, the first per-submission step, inside nbgrader's
   own per-student error handling: a refusal is an ordinary per-student failure. Before that step nbgrader only
   lists directory names (``glob``), it opens no file.
-* the Dask payload of ``grading.cli.grade_class`` reads submissions with :meth:`SubmissionIntake.read`;
+* the Dask payload of class grading (``grading.class_grading``) reads submissions with :meth:`SubmissionIntake.read`;
 * ``grading.cli.report`` asks :meth:`SubmissionIntake.refusal` for a refused student's reason, so it opens nothing
   of that submission either.
 
