@@ -14,7 +14,6 @@ course's own `grading` plugins import) and installs the intake check on nbgrader
 """
 from pathlib import Path
 
-from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -50,6 +49,7 @@ def gradebook_url(course):
 def nbgrader_api(course, **overrides):
     """nbgrader's own API object for `course`, configured by its configuration plus `overrides`
     ({section: {trait: value}}, e.g. CourseDirectory={"db_url": ...})."""
+    from nbgrader.apps import NbGraderAPI  # here: plugins import this module, and nbgrader.apps imports every app
     config = load_course_config(course)
     for section, values in overrides.items():
         for key, value in values.items():

@@ -36,7 +36,9 @@ import stat
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
-from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound
+
+from grading.course_config import load_course_config
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -65,7 +67,7 @@ class SubmissionIntake(LoggingConfigurable):
     def for_course(cls, course):
         """An intake configured by the course's nbgrader_config.py (the defaults when it has none)."""
         try:
-            return cls(config=PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config())
+            return cls(config=load_course_config(course))
         except ConfigFileNotFound:
             return cls()
 
