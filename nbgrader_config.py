@@ -1,6 +1,9 @@
 """nbgrader configuration for the course bundle (In-class exercise 9: Deep Learning, Part 1B).
 
-Everything an instructor may want to change about grading is set here, through nbgrader's traitlets.
+Everything an instructor may want to change about grading is set here, through nbgrader's traitlets. Only what
+differs from a trait's default is set; a setting left at its default is named with the trait whose help says
+what it does (`c.Class.trait`, in the module given), and a few an instructor must see are set to their default on
+purpose (tests/test_course_config.py keeps both so).
 """
 import os
 import sys
@@ -20,15 +23,16 @@ from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = COURSE_ID
 
-# What students see in place of each solution region.
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# What students see in place of each solution region: nbgrader's stub, c.ClearSolutions.code_stub.
 
 # The due date: here and nowhere else (grading/plugins/due_date.py writes it into the gradebook at every autograde,
-# so changing it recomputes late penalties at the next `make autograde`). None: the gradebook's date stands.
+# so changing it recomputes late penalties at the next `make autograde`). None: the gradebook's date stands (set
+# to that default on purpose: an instructor must find the due date here).
 # Example: c.DueDate.due_date = "2026-11-20 23:59:59 Europe/Berlin"
 c.DueDate.due_date = None
 
-# Late submissions lose 10 % of their score per started day after the due date (grading/plugins/late_penalty.py).
+# Late submissions lose a share of their score per started day after the due date (grading/plugins/late_penalty.py;
+# set to its default on purpose: the late policy students are told).
 c.AssignLatePenalties.plugin_class = "grading.plugins.late_penalty.PercentPerDayLate"
 c.PercentPerDayLate.percent_per_day = 10.0
 
@@ -45,9 +49,8 @@ c.GenerateFeedback.preprocessors = [
 # Submission intake (grading/plugins/intake.py): before nbgrader opens anything of a submission, it is walked with
 # lstat and refused whole if it holds a symbolic link, device, FIFO, socket or hard link, or is too big. nbgrader
 # ignores exceptions of its pre_convert_hook, so the check goes in front of Autograde's first per-student step.
+# Its caps: c.SubmissionIntake.max_files (files and folders per submission), c.SubmissionIntake.max_total_mb.
 refuse_unsafe_submissions(Autograde)
-c.SubmissionIntake.max_files = 200       # files and folders per submission
-c.SubmissionIntake.max_total_mb = 100    # bytes of all its files
 
 # Autograding runs student code in a bubblewrap sandbox and decides every test cell in this trusted process
 # (grading/plugins/trusted_execute.py, grading/sandbox/kernel_manager.py): nbgrader's own pipeline with its Execute
@@ -65,15 +68,12 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.TrustedExecute.timeout = 60                      # seconds per ordinary cell
-# Wall-clock seconds for a whole notebook (kernel starts, restarts, every cell): when they run out the kernel is
-# stopped and the remaining cells score nothing (grading/trusted/kernel_life.py). Within it, the kernel is
-# restarted after every death or hang (c.TrustedExecute.max_kernel_restarts = -1).
-c.TrustedExecute.notebook_timeout = 600
-# Disk quota of each notebook's scratch directory: a tmpfs of this size when grading as root, none otherwise
-# (grading/sandbox/quota.py).
-c.ScratchBuilder.disk_quota_mb = 256
-c.SandboxedKernelManager.memory_limit_mb = 2048    # address-space cap of every sandboxed process
-c.TrustedExecute.max_output_bytes_per_cell = 1 << 20
+# Limits left at their defaults: c.TrustedExecute.notebook_timeout (wall-clock seconds for a whole notebook: when
+# they run out the kernel is stopped and the remaining cells score nothing, grading/trusted/kernel_life.py; within
+# it the kernel is restarted after every death or hang, c.TrustedExecute.max_kernel_restarts),
+# c.TrustedExecute.max_output_bytes_per_cell, c.ScratchBuilder.disk_quota_mb (a tmpfs per notebook when grading as
+# root, grading/sandbox/quota.py), c.SandboxedKernelManager.memory_limit_mb (address-space cap of every sandboxed
+# process) and the other limits of grading/sandbox/kernel_manager.py.
 # Warm kernels (grading/sandbox/warm_kernels.py): every grading process (nbgrader autograde, formgrader, each Dask
 # worker) keeps one template in the sandbox that has imported these once, and forks each submission's kernel from
 # it, isolated like a cold kernel. Without a template (not root, it cannot start, it died 3 times) kernels start
@@ -109,9 +109,10 @@ c.Autograde.sanitize_preprocessors = [
 # Moodle file names are mapped to the roster's students (`make roster`), their LMS times become nbgrader's timestamps.
 c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
 c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
-c.LmsCollector.lms_timezone = "UTC"           # the time zone of Moodle's grading worksheet (its downloader's)
+# The time zone of Moodle's grading worksheet (its downloader's): c.LmsCollector.lms_timezone.
 # `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
 # assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
+# (The id is set to its default on purpose: each term's Canvas assignment has its own, to be filled in here.)
 c.CanvasCsvExport.title = "In-class exercise 9"
 c.CanvasCsvExport.canvas_assignment_id = ""
 

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
-from grading.cli import sample_class  # noqa: E402
-from grading.cli.course_dir import BIN, make_course, run_nbgrader  # noqa: E402
+from grading.courses import sample_class  # noqa: E402
+from grading.courses.course_dir import BIN, make_course, run_nbgrader  # noqa: E402
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading.cli.course_dir import BIN, REPO, make_course, run_nbgrader  # noqa: F401 -- re-exported to the tests
+from grading.courses.course_dir import BIN, REPO, make_course, run_nbgrader  # noqa: F401 -- re-exported to the tests
 from grading.course import ASSIGNMENT, NOTEBOOK  # noqa: F401 -- re-exported to the tests
 
 SOURCE_NB = REPO / "source" / ASSIGNMENT / NOTEBOOK

@@ -1,5 +1,5 @@
 """The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
-grading/cli/demo_course.py (course files, generate_assignment, grading/cli/sample_class.py),
+grading/courses/demo_course.py (course files, generate_assignment, grading/courses/sample_class.py),
 grading/cli/grade_class.py (2 Dask workers), generate_feedback, export. The pipeline, report and feedback-page
 tests all read this one graded course.
 
@@ -15,9 +15,10 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, NOTEBOOK, write_test_secret, nbgrader
-from grading.cli import report, sample_class
-from grading.cli.demo_course import make_demo_course
-from grading.cli.roster import course_directory
+from grading.cli import report
+from grading.courses import sample_class
+from grading.courses.demo_course import make_demo_course
+from grading.course_config import course_directory
 from grading.course import COURSE_ID
 from grading.notebook_items import graded_items
 
@@ -37,7 +38,7 @@ def expected(points, late_share=0.0):
     return per_item, sum(per_item), sum(per_item) * late_share
 
 
-# The sample class (grading/cli/sample_class.py) and what each student must get.
+# The sample class (grading/courses/sample_class.py) and what each student must get.
 # dev: Multiply outputs swapped (keeps "outputs" and "inputs unchanged": 0.5 of 2), nll_grad missing 1/N
 # (keeps "outputs" and "inputs unchanged": 1 of 3); eve: Sum returns a scalar (0 of 1), step does gradient
 # ascent (keeps "loss before update" and "inputs unchanged": 0.75 of 2); finn: all right, 9.5 h late (-10 %).

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 from conftest import ASSIGNMENT, SOURCE_NB, write_test_secret, make_course, nbgrader, solution_and_hidden_lines
-from grading.cli.sample_class import solution_sources
+from grading.courses.sample_class import solution_sources
 from hostile_catalog import NOTEBOOK, POINTS, Context, honest
 
 HONEST = "zz-honest"  # graded last: whatever a cheat broke would show in this student's grade

@@ -1,4 +1,5 @@
-"""The architecture map (docs/architecture.md) matches the tree, and production code never imports the tests (fast)."""
+"""The architecture map (docs/architecture.md) matches the tree, production code never imports the tests, and
+nothing imports the instructor commands of grading/cli/ (fast)."""
 import ast
 import os
 import re
@@ -13,9 +14,11 @@ KNOWN_MODULES = {
                          "release_feedback.py", "feedback_page.py", "wrap_output.py", "quiet_logs.py"],
     "grading/sandbox/": ["kernel_manager.py"],
     "grading/rpc/": ["client.py"],
-    "grading/cli/": ["grade_class.py", "autograde_one.py", "gradebook_rows.py", "recording.py", "dask_tasks.py",
-                     "up_to_date.py", "ship_package.py", "report.py", "sample_class.py", "run_instructor.py",
-                     "course_dir.py", "demo_course.py"],
+    "grading/cli/": ["grade_class.py", "feedback.py", "run_instructor.py", "demo_course.py", "roster.py"],
+    "grading/class_grading/": ["class_run.py", "autograde_one.py", "gradebook_rows.py", "recording.py",
+                               "dask_tasks.py", "up_to_date.py", "ship_package.py", "problems.py", "feedback.py"],
+    "grading/courses/": ["course_dir.py", "demo_course.py", "sample_class.py", "roster.py", "instructor_notebook.py"],
+    "grading/course_config.py": None,
     "grading/fixtures/": ["bug_catalog.py", "reference_solutions.py"],
 }
 NOT_PRODUCTION = {".git", ".venv", "tests", "__pycache__", "submitted", "autograded", "feedback", "reports",
@@ -102,3 +105,32 @@ def test_no_grading_class_needs_a_scroll_bar():
                 if node.end_lineno - node.lineno + 1 > limit:
                     too_long.append(f"{path.relative_to(REPO)}: {node.name} ({node.end_lineno - node.lineno + 1})")
     assert not too_long
+
+
+def python_files_outside_the_commands():
+    """Every Python file of the bundle (production code, tests, benchmarks) except grading/cli/ itself."""
+    commands = REPO / "grading" / "cli"
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in NOT_PRODUCTION - {"tests"} and not d.startswith(".")
+                   and os.path.join(folder, d) != str(commands)]
+        yield from (os.path.join(folder, f) for f in files if f.endswith(".py"))
+
+
+def imports_a_command(node):
+    """Whether an import statement reaches grading.cli (tests run the commands as subprocesses instead)."""
+    if isinstance(node, ast.Import):
+        return any(a.name == "grading.cli" or a.name.startswith("grading.cli.") for a in node.names)
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return (node.module == "grading.cli" or node.module.startswith("grading.cli.")
+                or node.module == "grading" and any(a.name == "cli" for a in node.names))
+    return False
+
+
+def test_nothing_imports_the_commands():
+    """grading/cli/ holds only argument parsing and printing over the library packages: no plugin, library module,
+    test or benchmark imports it (a test runs a command with `python -m grading.cli.<name>`)."""
+    files = list(python_files_outside_the_commands())
+    offenders = [f"{os.path.relpath(path, REPO)}:{node.lineno}" for path in files
+                 for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())) if imports_a_command(node)]
+    assert not offenders
+    assert any("/tests/" in path for path in files) and any("/benchmarks/" in path for path in files)

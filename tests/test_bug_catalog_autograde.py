@@ -5,7 +5,8 @@ import pytest
 
 from conftest import ASSIGNMENT
 from graded_course import make_class, run
-from grading.cli import report, sample_class
+from grading.cli import report
+from grading.courses import sample_class
 from grading.notebook_items import graded_items
 
 pytestmark = pytest.mark.slow

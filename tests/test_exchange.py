@@ -15,7 +15,7 @@ import pytest
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, make_course, nbgrader, solution_and_hidden_lines
 from graded_course import grade_table
 
-from grading.cli import sample_class
+from grading.courses import sample_class
 from grading.course import COURSE_ID
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,6 @@
-"""grading.cli.grade_class on Dask: workers elsewhere than the course, failing and overrunning submissions,
-instructor-only files; one student's trouble is that student's one-line problem and the class run goes on."""
+"""Class grading (grading/class_grading/, `python -m grading.cli.grade_class`) on Dask: workers elsewhere than the
+course, failing and overrunning submissions, instructor-only files; one student's trouble is that student's
+one-line problem and the class run goes on."""
 import json
 import os
 import sqlite3
@@ -13,8 +14,11 @@ from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
 from graded_course import EXPECTED, grade_table, make_class, run, submit
-from grading.cli import autograde_one, gradebook_rows, report, sample_class
+from grading.class_grading import autograde_one, gradebook_rows, problems
+from grading.cli import report
 from grading.course import COURSE_ID, PROBLEMS_FILE
+from grading.course_config import gradebook_url
+from grading.courses import sample_class
 from grading.notebook_items import graded_items
 
 BROKEN = b'{"cells": [ this is not JSON'
@@ -57,10 +61,10 @@ def test_submission_payload_ships_regular_files_only(tmp_path):
 
 
 def test_a_workers_snapshot_holds_the_structure_and_its_students_rows_only(course, tmp_path):
-    """grading/cli/gradebook_rows.py: the snapshot has the assignment (due date, cells) and no student; a student's
-    rows added to it read back as the course gradebook's values (extension, manual score); the coordinator writes
-    back only what the worker changed, keeping a manual comment given meanwhile."""
-    url = gradebook_rows_url(course)
+    """grading/class_grading/gradebook_rows.py: the snapshot has the assignment (due date, cells) and no student;
+    a student's rows added to it read back as the course gradebook's values (extension, manual score); the
+    coordinator writes back only what the worker changed, keeping a manual comment given meanwhile."""
+    url = gradebook_url(course)
     with Gradebook(url, COURSE_ID) as gb:
         gb.update_or_create_assignment(ASSIGNMENT, duedate=datetime(2026, 11, 20, 23, 59))
         gb.update_or_create_student("sam")
@@ -101,14 +105,10 @@ def test_a_workers_snapshot_holds_the_structure_and_its_students_rows_only(cours
         assert gb.find_submission(ASSIGNMENT, "sam").extension == timedelta(hours=12)
 
 
-def gradebook_rows_url(course):
-    return autograde_one.load_api(course).coursedir.db_url
-
-
 def test_an_exception_is_one_line_with_its_type():
-    assert autograde_one.one_line(ModuleNotFoundError("No module named 'grading.cli'\nmore")) == \
+    assert problems.one_line(ModuleNotFoundError("No module named 'grading.cli'\nmore")) == \
         "ModuleNotFoundError: No module named 'grading.cli'"
-    assert autograde_one.one_line(TimeoutError()) == "TimeoutError"
+    assert problems.one_line(TimeoutError()) == "TimeoutError"
 
 
 # ---------------------------------------------------------------- whole runs (slow) --------------------------

@@ -26,7 +26,7 @@ from nbconvert import HTMLExporter
 from traitlets.config import Config
 
 from conftest import ASSIGNMENT, BIN, REPO, RELEASE_DIR, SOURCE_NB, nbgrader as run_nbgrader
-from grading.cli.sample_class import solution_sources
+from grading.courses.sample_class import solution_sources
 from grading.plugins.clean_html import CleanStudentHtml, clean_html, inert_markdown
 from grading.plugins.feedback_page import OfflineFeedbackPage
 from hostile_catalog import CHEATS, HTML_ERROR, PNG_1PX, PWN, Context, html_markdown

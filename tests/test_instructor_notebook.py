@@ -3,7 +3,7 @@ import nbformat
 import pytest
 
 from conftest import SOURCE_NB, make_course
-from grading.cli.run_instructor import execute
+from grading.courses.instructor_notebook import execute
 from grading.notebook_items import graded_items
 
 ITEMS = graded_items()

@@ -21,7 +21,8 @@ from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, REPO, make_course, nbgrader
 from graded_course import FULL, expected, grade_table
-from grading.cli import report, sample_class
+from grading.cli import report
+from grading.courses import sample_class
 from grading.course import COURSE_ID
 from grading.notebook_items import graded_items
 from grading.plugins.lms_export import NBGRADER_COLUMNS

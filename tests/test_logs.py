@@ -5,7 +5,7 @@ import pytest
 from conftest import ASSIGNMENT, NOTEBOOK, make_course, nbgrader
 from graded_course import submit
 
-from grading.cli import sample_class
+from grading.courses import sample_class
 
 pytestmark = pytest.mark.slow
 CHECKSUM = "Attribute 'checksum' for cell"

@@ -129,7 +129,7 @@ def test_output_that_is_not_one_grade_block_is_unreadable(checker):
             misconceptions.parse_grade_output(bad, sub_checks(checker))
 
 
-# The sample class (grading/cli/sample_class.py): who made which mistake, per item and sub-check.
+# The sample class (grading/courses/sample_class.py): who made which mistake, per item and sub-check.
 EXPECTED = [
     ("multiply", "d_x", "outputs swapped", ["dev", "hana"]),
     ("multiply", "d_x", "d_out ignored", ["kai"]),

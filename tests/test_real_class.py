@@ -16,7 +16,7 @@ import pytest
 from conftest import ASSIGNMENT, NOTEBOOK, REPO
 from graded_course import EXPECTED, grade_table
 
-from grading.cli import sample_class
+from grading.courses import sample_class
 
 REAL_DUE = "2026-12-01 12:00:00 UTC"
 LATER_DUE = "2026-12-03 12:00:00 UTC"

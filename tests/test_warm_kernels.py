@@ -15,7 +15,7 @@ from grading.sandbox.warm_template import nspid
 from grading.sandbox.warm_kernels import WarmKernelManager
 from test_sandbox import Sandbox, warm_config
 from conftest import ASSIGNMENT, SOURCE_NB, make_course, nbgrader, write_test_secret
-from grading.cli.sample_class import solution_sources
+from grading.courses.sample_class import solution_sources
 from grading.course import NOTEBOOK
 from hostile_catalog import ALL, POINTS, Context, insert_code, write
 from hostile_course import CATALOG_CONFIG, grades_in_db

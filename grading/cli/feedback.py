@@ -1,33 +1,15 @@
-"""Feedback for every autograded submission, one student at a time, carrying on past failures.
+"""Feedback for every autograded submission, one student at a time, carrying on past failures (`make feedback`).
 
     python -m grading.cli.feedback [--course DIR] [--assignment ID]
 
-`nbgrader generate_feedback` already goes on to the next student when one fails, but then exits 1, which stops
-`make demo` before export and report. This runs nbgrader's own GenerateFeedback (NbGraderAPI.generate_feedback,
-configured by nbgrader_config.py) per student, prints one line per student it could not do, with nbgrader's
-reason, and exits 0: those students simply have no feedback page.
+Prints one line per student whose page nbgrader could not write, with nbgrader's reason, and exits 0
+(grading/class_grading/feedback.py).
 """
 import argparse
 from pathlib import Path
 
-from grading.cli.autograde_one import load_api
-from grading.cli.report import reason_from_nbgrader_result
+from grading.class_grading.feedback import autograded_students, generate_feedback
 from grading.course import ASSIGNMENT
-
-
-def autograded_students(course, assignment):
-    return sorted(p.parent.name for p in (Path(course) / "autograded").glob(f"*/{assignment}") if p.is_dir())
-
-
-def generate_feedback(course, assignment):
-    """{student: one-line reason} for every autograded student whose feedback nbgrader could not write."""
-    api = load_api(course)
-    failed = {}
-    for student in autograded_students(course, assignment):
-        result = api.generate_feedback(assignment, student)
-        if not result.get("success"):
-            failed[student] = reason_from_nbgrader_result(result)
-    return failed
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ Where it runs:
   puts the check in front of ``Autograde.init_destination``, the first per-submission step, inside nbgrader's
   own per-student error handling: a refusal is an ordinary per-student failure. Before that step nbgrader only
   lists directory names (``glob``), it opens no file.
-* the Dask payload of ``grading.cli.grade_class`` reads submissions with :meth:`SubmissionIntake.read`;
+* the Dask payload of class grading (``grading.class_grading``) reads submissions with :meth:`SubmissionIntake.read`;
 * ``grading.cli.report`` asks :meth:`SubmissionIntake.refusal` for a refused student's reason, so it opens nothing
   of that submission either.
 
@@ -36,7 +36,9 @@ import stat
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
-from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound
+
+from grading.course_config import load_course_config
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -65,7 +67,7 @@ class SubmissionIntake(LoggingConfigurable):
     def for_course(cls, course):
         """An intake configured by the course's nbgrader_config.py (the defaults when it has none)."""
         try:
-            return cls(config=PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config())
+            return cls(config=load_course_config(course))
         except ConfigFileNotFound:
             return cls()
 

@@ -11,7 +11,7 @@ The secret is a file of the course root (``c.SeedSalt.secret_file``, default ``s
 random bytes on first autograde and git-ignored. Keep it with gradebook.db: a course moved without it grades
 resubmitted *and* unchanged notebooks with other inputs. It never reaches students: the sandbox holds only the
 released support files, and parallel grading ships it to the workers with the gradebook
-(grading/cli/autograde_one.py).
+(grading/class_grading/autograde_one.py).
 """
 from __future__ import annotations
 

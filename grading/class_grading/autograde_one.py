@@ -1,13 +1,13 @@
-"""One submission through nbgrader's full Autograde on a Dask worker: the unit of work of grading.cli.grade_class.
+"""One submission through nbgrader's full Autograde on a Dask worker: the unit of work of class grading.
 
 A task carries everything it grades with: the course files of `course_payload` (config, trusted modules, source/
 and release/ of the assignment, so the sandbox gets exactly the support files that sequential grading gives it,
-and as gradebook.db a SQLite snapshot of the assignment's structure, grading/cli/gradebook_rows.py), sent once per
-worker; and, per task, one submission with the student's gradebook rows. It runs the course's whole autograde
-pipeline (sanitizing, execution, SaveAutoGrades, late penalties, ...) in a private scratch course against that
-snapshot and returns a `Graded`: the autograded files and the student's gradebook values as plain data, which the
-coordinator records (grading/cli/recording.py). It imports nothing from the temporary course it builds: the
-`grading` package comes from a stable place on the worker (grading/cli/ship_package.py), imported here up front.
+and as gradebook.db a SQLite snapshot of the assignment's structure, gradebook_rows.py), sent once per worker;
+and, per task, one submission with the student's gradebook rows. It runs the course's whole autograde pipeline
+(sanitizing, execution, SaveAutoGrades, late penalties, ...) in a private scratch course against that snapshot
+and returns a `Graded`: the autograded files and the student's gradebook values as plain data, which the
+coordinator records (recording.py). It imports nothing from the temporary course it builds: the `grading`
+package comes from a stable place on the worker (ship_package.py), imported here up front.
 """
 import os
 import stat
@@ -19,12 +19,10 @@ from typing import NamedTuple, Optional
 
 from distributed import get_worker
 from nbgrader.api import Gradebook
-from nbgrader.apps import NbGraderAPI
-from nbgrader.coursedir import CourseDirectory
-from traitlets.config.loader import PyFileConfigLoader
 
-from grading.cli.gradebook_rows import add_rows, recorded_values, structure_snapshot
-from grading.cli.report import reason_from_nbgrader_result
+from grading.class_grading.gradebook_rows import add_rows, recorded_values, structure_snapshot
+from grading.class_grading.problems import one_line, reason_from_nbgrader_result
+from grading.course_config import nbgrader_api
 from grading.plugins.intake import SubmissionIntake
 from grading.trusted.seed_salt import SeedSalt
 
@@ -41,22 +39,6 @@ class Graded(NamedTuple):
     values: Optional[dict]
     problem: Optional[str]
     seconds: float
-
-
-def load_api(course, **overrides):
-    """nbgrader's own API object for `course`, configured by its nbgrader_config.py (plus `overrides`)."""
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    config.CourseDirectory.root = str(course)
-    for section, values in overrides.items():
-        for key, value in values.items():
-            setattr(config[section], key, value)
-    return NbGraderAPI(CourseDirectory(config=config), config=config)
-
-
-def one_line(error):
-    """An exception as the one line a student's row shows: "Type: first line of the message"."""
-    lines = str(error).strip().splitlines()
-    return (f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__)[:300]
 
 
 def regular_files(base, with_mode=False):
@@ -79,7 +61,7 @@ def course_payload(course, assignment):
     secret (created here if the course has none yet), so workers draw the hidden inputs sequential grading does,
     and the structure snapshot of the course gradebook (wherever db_url points) as gradebook.db."""
     course = Path(course)
-    api = load_api(course)
+    api = nbgrader_api(course)
     cd = api.coursedir
     files = {rel: (course / rel).read_bytes() for rel in ["nbgrader_config.py", "nn.py"]}
     with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
@@ -127,7 +109,7 @@ def autograde_remotely(course_files, assignment, student, submission_files, grad
             write_files(root / "submitted" / student / assignment, submission_files)
             db_url = f"sqlite:///{root / GRADEBOOK}"
             add_rows(db_url, gradebook_rows)
-            api = load_api(root, CourseDirectory={"db_url": db_url})
+            api = nbgrader_api(root, CourseDirectory={"db_url": db_url})
             problem = reason_from_nbgrader_result(api.autograde(assignment, student))
             files = regular_files(Path(api.coursedir.format_path(api.coursedir.autograded_directory, student,
                                                                  assignment)), with_mode=True)

@@ -1,19 +1,19 @@
 """The coordinator's half of one pass per submission: record what the Dask workers graded, as the gradebook's
 single writer.
 
-A worker ran nbgrader's full Autograde once, against a snapshot (grading/cli/autograde_one.py); here its result
-is recorded as that Autograde would have recorded it in the course: autograded/<student>/<assignment>/ replaced
-by the worker's files (removed when nbgrader removed them, on a failure), and the gradebook values it wrote set
-through nbgrader's Gradebook API (grading/cli/gradebook_rows.py), in whatever database db_url names. Results are
-committed in batches, each batch being whatever finished since the last look, so nothing finished waits.
+A worker ran nbgrader's full Autograde once, against a snapshot (autograde_one.py); here its result is recorded
+as that Autograde would have recorded it in the course: autograded/<student>/<assignment>/ replaced by the
+worker's files (removed when nbgrader removed them, on a failure), and the gradebook values it wrote set through
+nbgrader's Gradebook API (gradebook_rows.py), in whatever database db_url names. Results are committed in
+batches, each batch being whatever finished since the last look, so nothing finished waits.
 """
 import shutil
 from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from grading.cli.autograde_one import load_api
-from grading.cli.gradebook_rows import recorded_values, student_rows, write_values
+from grading.class_grading.gradebook_rows import recorded_values, student_rows, write_values
+from grading.course_config import course_directory
 
 
 def replace_tree(dest, files):
@@ -31,7 +31,7 @@ class Recorder:
 
     def __init__(self, course, assignment):
         self.assignment = assignment
-        self.coursedir = load_api(course).coursedir
+        self.coursedir = course_directory(course)
         self.gb = Gradebook(self.coursedir.db_url, self.coursedir.course_id)
         self.before = {}  # student -> recorded_values when their task was made
 

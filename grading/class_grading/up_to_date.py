@@ -1,6 +1,6 @@
 """Which submissions a class run may skip: those already graded, from inputs that have not changed since.
 
-grading.cli.grade_class keeps autograded/<GRADED_FILE>, {student: digest}, where the digest covers what grading
+Class grading keeps autograded/<GRADED_FILE>, {student: digest}, where the digest covers what grading
 that submission read: its files (through the intake, grading/plugins/intake.py; timestamp.txt among them) and the
 course's grading inputs (nbgrader_config.py, nn.py, the seed secret, source/<assignment>/, the grading package's
 code). A submission is up to date, and a run without --force skips it, when its digest is unchanged, its
@@ -19,9 +19,10 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 import grading
-from grading.cli.autograde_one import load_api, regular_files
-from grading.cli.ship_package import ShipPackage
+from grading.class_grading.autograde_one import regular_files
+from grading.class_grading.ship_package import ShipPackage
 from grading.course import GRADED_FILE
+from grading.course_config import nbgrader_api
 from grading.plugins.intake import SubmissionIntake
 from grading.trusted.seed_salt import SeedSalt
 
@@ -39,7 +40,7 @@ class GradedMarks:
 
     def __init__(self, course, assignment):
         self.course, self.assignment = Path(course), assignment
-        self.api = load_api(course)
+        self.api = nbgrader_api(course)
         cd = self.api.coursedir
         self.path = Path(cd.root) / cd.autograded_directory / GRADED_FILE
         self.marks = json.loads(self.path.read_text()) if self.path.exists() else {}

@@ -1,4 +1,4 @@
-"""Dask plumbing of grading.cli.grade_class: the cluster, when each task started, and outcomes as tasks finish,
+"""Dask plumbing of class grading: the cluster, when each task started, and outcomes as tasks finish,
 fail or overrun the task timeout (an overrunning task is cancelled and its worker restarted, which ends the
 sandboxed kernel it holds)."""
 import threading
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from distributed import Client, LocalCluster, wait
 
-from grading.cli.autograde_one import one_line
+from grading.class_grading.problems import one_line
 
 POLL_SECONDS = 1.0     # how often running tasks are checked against the task timeout
 

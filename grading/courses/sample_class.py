@@ -7,7 +7,6 @@ submitted/<student>/ex09_backprop/, with the released support files and a timest
 
 Existing submissions are never touched: a submission, once made, is the student's.
 """
-import argparse
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from grading.cli.roster import course_directory
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
+from grading.course_config import gradebook_url
 from grading.fixtures.bug_catalog import BUGS
 from grading.notebook_items import graded_items
 
@@ -92,29 +91,22 @@ def make_submission(course, student, hours_late, plan, solutions, bugs):
 
 def register(course, course_id, roster):
     """Put the assignment (with its due date) and the students into the gradebook."""
-    with Gradebook(course_directory(course).db_url, course_id) as gb:
+    with Gradebook(gradebook_url(course), course_id) as gb:
         gb.update_or_create_assignment(ASSIGNMENT, duedate=DUE_DATE.replace(tzinfo=None))
         for student, first_name in roster.items():
             gb.update_or_create_student(student, first_name=first_name, last_name="Sample")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--course", required=True,
-                        help="course directory: the demo's (grading/cli/demo_course.py), never the real class's")
-    parser.add_argument("--course-id", default=COURSE_ID)
-    args = parser.parse_args(argv)
-    course = Path(args.course).resolve()
+def write_sample_class(course, course_id=COURSE_ID):
+    """Write every sample student's submission that is not there yet and register the class in the gradebook of
+    `course` (the demo's, never the real class's); returns one line per student on what was written or kept."""
+    course = Path(course).resolve()
     solutions = solution_sources(course / "source" / ASSIGNMENT / NOTEBOOK)
-    bugs = bug_catalog()
+    bugs, lines = bug_catalog(), []
     for student, (_, hours_late, plan) in CLASS.items():
         made = make_submission(course, student, hours_late, plan, solutions, bugs)
         described = ", ".join(f"{cell}={what}" for cell, what in plan.items()) or "untouched release"
-        print(f"{'wrote' if made else 'kept '} submitted/{student}/{ASSIGNMENT}: {described}"
-              + (f" ({hours_late} h late)" if hours_late > 0 else ""))
-    register(course, args.course_id, {student: first for student, (first, _, _) in CLASS.items()})
-    print(f"registered {len(CLASS)} students and the due date {DUE_DATE:%Y-%m-%d %H:%M} UTC in the gradebook")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"{'wrote' if made else 'kept '} submitted/{student}/{ASSIGNMENT}: {described}"
+                     + (f" ({hours_late} h late)" if hours_late > 0 else ""))
+    register(course, course_id, {student: first for student, (first, _, _) in CLASS.items()})
+    return lines

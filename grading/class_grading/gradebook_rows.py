@@ -1,6 +1,6 @@
 """The gradebook as a Dask worker sees it: a private SQLite snapshot in, the student's values out, as plain data.
 
-On a class run the coordinator (grading/cli/grade_class.py) is the only process that opens the course gradebook
+On a class run the coordinator (grading/class_grading/class_run.py) is the only process that opens the course gradebook
 (SQLite or PostgreSQL, wherever nbgrader's ``c.CourseDirectory.db_url`` points); workers never reach it.
 
 * :func:`structure_snapshot`, once per run: a fresh SQLite gradebook holding the assignment's structure (its
