@@ -83,6 +83,7 @@ def test_every_pin_is_exact_and_consistent():
     assert not differ, f"requirements.txt and constraints.txt pin differently: {differ}"
 
 
+@pytest.mark.slow  # about 30 s per version (pip asks the index); CI runs it
 @pytest.mark.parametrize("version", supported_versions())
 def test_pins_resolve_for_every_supported_python(version, tmp_path):
     code, out = pip("install", "--dry-run", "--ignore-installed", "--python-version", version,
