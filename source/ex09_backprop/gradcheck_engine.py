@@ -3,6 +3,19 @@
 Students need not read this file; ``gradcheck.py`` says what is called, what must come back and how a
 gradient is compared. Instructors change the graded items here, in ``ITEMS``.
 
+The checker's modules (all shipped next to the notebook; the grader loads trusted copies of each)
+-------------------------------------------------------------------------------------------------
+* ``gradcheck_engine.py`` (this file): the item registry, cases, ``run_checks``.
+* ``gradcheck_records.py``: what a check found, as data -- a ``CheckResult`` per sub-check (item, sub-check,
+  points earned and possible, a ``Diagnosis`` with a stable mistake code such as ``missing_1_over_n``, the worst
+  entry and both values there, the max rel. error); ``grade`` hands them to the grader, which stores them in
+  the test cell's metadata for the class report.
+* ``gradcheck_text.py``: every word said about a result (``TEMPLATES``), rendered from the records in one place;
+  ``gradcheck_display.py``: the HTML/plain-text display of those words.
+* ``gradcheck_values.py``: calling the answer and validating what it returns; ``gradcheck_compare.py``:
+  comparing a gradient with finite differences and naming the mistake; ``gradcheck_layers.py`` and
+  ``gradcheck_models.py``: the sub-checks of the layer items and of nll_grad / LogisticRegression.step.
+
 Declaring an item (the item registry)
 -------------------------------------
 ``ITEMS`` maps an item name (the first argument of ``gradcheck.grade``/``self_check``) to an :class:`Item`.
@@ -72,9 +85,9 @@ from gradcheck_display import show_line, show_table, training_problem  # noqa: F
 from gradcheck_layers import LARGE_PROBES, Layer, distinct_shape, layer_case, run_layer  # noqa: F401
 from gradcheck_models import STEP_LR, nll_case, nll_dims, run_nll, run_step, step_case  # noqa: F401
 from gradcheck_records import CheckResult
-from gradcheck_values import LARGE_SECONDS  # noqa: F401
 
 GRADE_SEEDS = (1, 2, 3)
+LARGE_SECONDS = 10.0  # a large case's calls must finish within this; a correct answer takes < 0.1 s there
 PUBLIC_SEEDS = (101, 102)
 LARGE_STREAM = 999    # the large case's random stream: [seed, LARGE_STREAM] (small cases use [seed, shape index])
 SEED_SALT = None      # set by the grader on its trusted copy (an int): mixed into every graded case's stream
@@ -107,7 +120,8 @@ class Item:
         their streams start from SEED_SALT when the grader set one."""
         cases = _seeded(seeds, self.makers, SEED_SALT)
         if large and seeds:
-            cases.append(self.large(_stream(seeds[0], LARGE_STREAM, SEED_SALT)))
+            # its time limit is read here, so that setting gradcheck_engine.LARGE_SECONDS takes effect
+            cases.append(dict(self.large(_stream(seeds[0], LARGE_STREAM, SEED_SALT)), limit=LARGE_SECONDS))
         return cases
 
 
