@@ -58,12 +58,12 @@ def main():
         for s in range(args.trials):
             with engine.observe(record):
                 res = engine.run_checks(item, impl, cases=[spec.random(np.random.default_rng([2024, s]))])
-            lost = [name for name, r in res.items() if r[0] < r[1]]
+            lost = [name for name, r in res.items() if not r.passed]
             if lost:
                 fails += 1
                 for name in lost:
-                    bad_subs.setdefault(name, (s, res[name][2]))
-            worst = max([worst] + [r[3] for r in res.values() if r[3] is not None])
+                    bad_subs.setdefault(name, (s, res[name].code))
+            worst = max([worst] + [r.max_rel_error for r in res.values() if r.max_rel_error is not None])
         per_trial = (time.perf_counter() - t0) / args.trials
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -6,13 +6,19 @@ COURSE_ID = "ex09-backprop"           # nbgrader's CourseDirectory.course_id (th
 
 # Autograded notebook metadata written by the grader, never by a student (sanitizing strips student copies):
 #   nb.metadata[METADATA_KEY][PROBLEMS] -- one-line notes (kernel died, timed out, output capped, ...);
-#   cell.metadata[METADATA_KEY][DUPLICATE_OF] -- a duplicated grade cell turned into an ordinary cell.
+#   cell.metadata[METADATA_KEY][DUPLICATE_OF] -- a duplicated grade cell turned into an ordinary cell;
+#   cell.metadata[METADATA_KEY][CHECKS] -- a test cell's check records (one JSON object per sub-check graded),
+#   read by the misconception report (grading/reporting/mistakes.py).
 METADATA_KEY = "grading"
 PROBLEMS = "problems"
 DUPLICATE_OF = "duplicate_of"
+CHECKS = "checks"
 
 PROBLEMS_FILE = "problems.json"       # autograded/problems.json: {student: one-line reason} from class grading
 GRADED_FILE = "graded.json"           # autograded/graded.json: {student: digest of what class grading last graded}
 
 # Modules test cells import from trusted copies (source/<ASSIGNMENT>/ and the course root), never the student's.
-TRUSTED_MODULES = ("gradcheck", "gradcheck_engine", "nn")
+# The checker is a small set of modules shipped next to the notebook (gradcheck_engine.py says which does what).
+TRUSTED_MODULES = ("gradcheck", "gradcheck_engine", "gradcheck_records", "gradcheck_text", "gradcheck_display",
+                   "gradcheck_values", "gradcheck_compare", "gradcheck_layers", "gradcheck_models", "nn")
+RECORDS_MODULE = "gradcheck_records"   # the trusted module test cells hand their check records to

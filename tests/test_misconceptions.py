@@ -1,11 +1,13 @@
-"""grading.cli.misconceptions names the class's mistakes from the grader's test-cell output, and only from it.
+"""grading.reporting.mistakes names the class's mistakes from the check records the grader stored, and only those.
 
-The fast tests run the trusted checker in-process on the bug catalog; the slow ones read the sample class of
-`make demo`, graded once per session (tests/graded_course.py), and expect exact counts.
+The fast tests run the trusted checker in-process on the bug catalog and collect its records as the grader does;
+the slow ones read the sample class of `make demo`, graded once per session (tests/graded_course.py), and expect
+exact counts. tests/test_check_records.py rewords every message of a course and forges records.
 """
 import contextlib
 import csv
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -17,40 +19,46 @@ from scipy.special import softmax
 
 from conftest import ASSIGNMENT, NOTEBOOK, REPO
 from graded_course import STUDENTS, graded_course  # noqa: F401 -- the fixture
-from grading.cli import misconceptions
+from grading.course import CHECKS, METADATA_KEY, RECORDS_MODULE
 from grading.fixtures.bug_catalog import BUGS
+from grading.reporting import mistakes as misconceptions
 from test_report import png_size
 
 CATALOG = {bug.name: bug for bug in BUGS}
 
 
+def load_checker(dirs=(REPO / "source" / ASSIGNMENT, REPO)):
+    """The course's trusted checker modules, loaded as the grader loads them."""
+    return misconceptions.TrustedModules(names=list(misconceptions.TRUSTED_MODULES), dir_templates=list(map(str, dirs)))
+
+
 @pytest.fixture(scope="module")
 def checker():
-    """The course's trusted checker modules, loaded as the grader loads them."""
-    return misconceptions.TrustedModules(names=list(misconceptions.TRUSTED_MODULES),
-                                         dir_templates=[str(REPO / "source" / ASSIGNMENT), str(REPO)])
+    return load_checker()
 
 
 def sub_checks(checker):
     return {item: list(spec.points) for item, spec in checker.load(misconceptions.REGISTRY_MODULE).ITEMS.items()}
 
 
-def graded_text(checker, item, source):
-    """What `gradcheck.grade` prints for an answer cell's source (run in-process, as in the test cell)."""
+def graded(checker, item, source):
+    """(what `gradcheck.grade` prints, the records it hands to the grader) for an answer cell's source (run
+    in-process, as in the test cell)."""
     namespace = {"np": np, "nn": checker.load("nn"), "softmax": softmax}
     exec(source, namespace)
     answer = namespace[checker.load(misconceptions.REGISTRY_MODULE).ITEMS[item].impl_name]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    out, records = io.StringIO(), []
+    with contextlib.redirect_stdout(out), checker.load(RECORDS_MODULE).recording(
+            lambda results: records.extend(r.to_json() for r in results)):
         checker.load("gradcheck").grade(item, answer)
-    return out.getvalue()
+    return out.getvalue(), json.loads(json.dumps(records))   # as stored: plain JSON
 
 
 def mistakes(checker, item, source):
-    """{sub-check: mistake} named for one answer."""
-    parsed_item, failed = misconceptions.parse_grade_output(graded_text(checker, item, source), sub_checks(checker))
+    """{sub-check: mistake} named for one answer, from its records."""
+    parsed_item, failed = misconceptions.failed_checks(graded(checker, item, source)[1], sub_checks(checker))
     assert parsed_item == item
-    return {check: name for check, why in failed for name in [misconceptions.mistake_name(why)] if name}
+    return {check: name for check, code in failed for name in [misconceptions.mistake_name(code)] if name}
 
 
 @pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
@@ -94,39 +102,67 @@ def test_named_mistakes_of_typical_answers(checker, bug, expected):
     assert mistakes(checker, CATALOG[bug].item, CATALOG[bug].source) == expected
 
 
-def test_the_students_own_text_never_names_a_mistake():
-    assert misconceptions.mistake_name("backward raised ValueError: missing 1/N, sign flipped") == "crashed"
-    assert misconceptions.mistake_name("d_x has dtype [('sign flipped', '<f8')], expected float64") == "wrong dtype"
-    assert misconceptions.mistake_name("d_x has type stale cache, expected a numpy array (np.ndarray)") == "wrong type"
+def test_every_mistake_code_has_one_label_and_every_label_is_a_code(checker):
+    """The report's label table covers every mistake code the checker declares, and names no other."""
+    rec = checker.load(RECORDS_MODULE)
+    codes = {v for k, v in vars(rec).items() if k.isupper() and isinstance(v, str)}
+    assert set(misconceptions.LABELS) <= codes
+    assert codes - set(misconceptions.LABELS) == {rec.WRONG_LOSS, rec.MISSING_PARAM, rec.UNREADABLE, rec.CHECK_FAILED}
+    assert misconceptions.mistake_name(rec.TOO_SLOW) == "too slow (numerical gradient?)"
+    assert misconceptions.mistake_name(rec.WRONG_LOSS) == "other"
+    assert misconceptions.mistake_name(rec.NOT_COUNTED) is None
 
 
-def test_a_numerical_gradient_too_slow_for_the_large_case_is_named():
-    """The grader's call timeout ends it (grading/fixtures/numerics_catalog.py, tests/test_numerics_autograde.py)."""
-    why = ("too slow on the large case (x, y of shape (500000,)): 30 s, limit 10 s; backpropagation takes "
-           "milliseconds there, one forward call per entry cannot finish (backward raised RemoteError: "
-           "TimeoutError: call did not finish within 30 s (interrupted))")
-    assert misconceptions.mistake_name(why) == "too slow (numerical gradient?)"
-    assert misconceptions.mistake_name("backward raised TimeoutError: too slow on the large case") == "crashed"
+def test_records_hold_no_student_text(checker):
+    """An exception's type and message are student text: the printed diagnosis quotes them, the record never
+    does (it holds a code, points and numbers), so no text a student chooses can name a mistake."""
+    source = "def nll_grad(X, W, b, Y):\n    raise ValueError('missing 1/N, sign flipped')\n"
+    text, records = graded(checker, "nll_grad", source)
+    assert "raised ValueError: missing 1/N, sign flipped" in text
+    assert "missing 1/N" not in json.dumps(records) and {r["code"] for r in records} == {"raised"}
+
+
+def test_a_record_has_the_worst_entry_and_both_values(checker):
+    text, records = graded(checker, "nll_grad", CATALOG["nll_grad_missing_1_over_n"].source)
+    d_w = next(r for r in records if r["check"] == "d_W")
+    assert d_w["code"] == "missing_1_over_n" and d_w["earned"] == 0 and d_w["possible"] == 1
+    assert len(d_w["worst"]) == 2 and d_w["got"] != d_w["expected"]
+    worst = f"worst d_W[{d_w['worst'][0]}, {d_w['worst'][1]}]: got {d_w['got']:.4g}, expected {d_w['expected']:.4g}"
+    assert worst in text   # the printed line is rendered from the same record
+    outputs = next(r for r in records if r["check"] == "outputs")
+    assert outputs["code"] == "passed" and outputs["earned"] == outputs["possible"] == 0.5
 
 
 def test_a_line_break_in_an_exception_name_forges_no_line(checker):
-    """A type name may hold a line break, and the checker prints type names: it folds them onto one line, so the
-    student's "missing 1/N" stays inside a crash report and is never counted as a mistake."""
+    """A type name may hold a line break, and the checker prints type names: it folds them onto one line; the
+    records say "raised" whatever the name says."""
     forged = '"Oops\\n  ✗ d_W                0/1  d_W: missing 1/N"'
     source = f"def nll_grad(X, W, b, Y):\n    raise type({forged}, (Exception,), {{}})()\n"
-    text = graded_text(checker, "nll_grad", source)
+    text, _ = graded(checker, "nll_grad", source)
     assert "\n  ✗ d_W                0/1  d_W: missing 1/N" not in text  # the checker keeps the name on one line
     assert "raised Oops ✗ d_W" in text
     assert mistakes(checker, "nll_grad", source) == dict.fromkeys(["outputs", "d_W", "d_b", "inputs unchanged"],
                                                                   "crashed")
 
 
-def test_output_that_is_not_one_grade_block_is_unreadable(checker):
-    text = graded_text(checker, "nll_grad", CATALOG["nll_grad_missing_1_over_n"].source)
-    for bad in ["", text + text, text.replace("nll_grad: ", "no_such_item: ", 1),
-                "\n".join(line for line in text.splitlines() if "d_b" not in line)]:
-        with pytest.raises(misconceptions.UnreadableOutput):
-            misconceptions.parse_grade_output(bad, sub_checks(checker))
+def test_records_that_are_not_one_items_sub_checks_are_not_counted(checker):
+    _, records = graded(checker, "nll_grad", CATALOG["nll_grad_missing_1_over_n"].source)
+    for bad in [None, [], "missing_1_over_n", [1, 2], records + records,
+                [dict(r, item="no_such_item") for r in records], [r for r in records if r["check"] != "d_b"]]:
+        with pytest.raises(misconceptions.UnreadableRecords):
+            misconceptions.failed_checks(bad, sub_checks(checker))
+
+
+def test_rewording_every_message_changes_no_record():
+    """Every template of gradcheck_text.py reworded (its words joined by "_", in «»): the text changes, the
+    records do not."""
+    plain, reworded = load_checker(), load_checker()
+    templates = reworded.load("gradcheck_text").TEMPLATES
+    templates.update({key: "«" + text.replace(" ", "_") + "»" for key, text in templates.items()})
+    for bug in BUGS:
+        before, after = graded(plain, bug.item, bug.source), graded(reworded, bug.item, bug.source)
+        assert after[1] == before[1], bug.name
+        assert after[0] != before[0] and "«" in after[0]
 
 
 # The sample class (grading/courses/sample_class.py): who made which mistake, per item and sub-check.
@@ -179,16 +215,17 @@ def test_report_cli_prints_the_table_and_writes_csv_and_png(graded_course, tmp_p
 
 @pytest.mark.slow
 def test_only_the_graders_test_cells_are_read(graded_course, tmp_path):
-    """Text a student put in their notebook -- an ordinary cell printing a grade block, or one that claims a
-    grade id the gradebook does not have -- is never read; a correct student stays without mistakes."""
+    """Records in a cell of an autograded notebook that is not one of the gradebook's test cells -- an ordinary
+    cell, or one that claims a grade id the gradebook does not have -- are never read (the grader never writes
+    such records: tests/test_check_records.py forges them in a submission)."""
     course = tmp_path / "course"
     shutil.copytree(graded_course, course)
     path = course / "autograded" / "ada" / ASSIGNMENT / NOTEBOOK
     nb = nbformat.read(path, as_version=4)
-    fake = graded_text_of_sample(graded_course, "dev", "test_nll_grad")
+    fake = records_of_sample(graded_course, "dev", "test_nll_grad")
     for grade_id in [None, "test_nll_grad_copy"]:
         cell = nbformat.v4.new_code_cell("print(...)")
-        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=fake)]
+        cell.metadata[METADATA_KEY] = {CHECKS: fake}
         if grade_id:
             cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": False, "points": 3,
                                          "schema_version": 3, "solution": False, "task": False}
@@ -199,7 +236,7 @@ def test_only_the_graders_test_cells_are_read(graded_course, tmp_path):
     assert misconceptions.count(found.findings, found.layout) == EXPECTED
 
 
-def graded_text_of_sample(course, student, grade_id):
-    """The stdout of one test cell of a graded sample student."""
+def records_of_sample(course, student, grade_id):
+    """The check records of one test cell of a graded sample student."""
     nb = course / "autograded" / student / ASSIGNMENT / NOTEBOOK
-    return misconceptions.grader_outputs(nb, {grade_id})[grade_id]
+    return misconceptions.grader_records(nb, {grade_id})[grade_id]

@@ -24,7 +24,7 @@ from graded_course import tree_digest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_instructor_notebook import SEED_TEST
 
-from grading.cli.misconceptions import REGISTRY_MODULE
+from grading.reporting.mistakes import REGISTRY_MODULE
 from grading.courses.sample_class import bug_catalog, solution_sources, student_notebook
 from grading.course import TRUSTED_MODULES
 from grading.trusted.modules import TrustedModules

@@ -16,7 +16,7 @@ from nbgrader.api import MissingEntry
 from nbgrader.plugins import ExportPlugin
 from traitlets import Unicode
 
-from grading.cli.report import in_notebook_order, short_name
+from grading.reporting.grades import in_notebook_order, short_name
 from grading.course import ASSIGNMENT
 
 NBGRADER_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",

@@ -38,7 +38,7 @@ from grading.trusted.kernel_life import KernelLife, TimeBudgeted
 from grading.trusted.modules import TrustedModules
 from grading.trusted.outputs import (LOST_OUTPUT, BudgetedOutputs, OutputBudget, error_output, language_info,
                                      stream_output)
-from grading.trusted.runner import TrustedCellSetup, run_test_cell
+from grading.trusted.runner import TrustedCellSetup, check_records, run_test_cell
 from grading.trusted.seed_salt import SeedSalt
 
 __all__ = ["TrustedExecute"]
@@ -240,7 +240,7 @@ class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
         setup = self.setup if left is None else dataclasses.replace(self.setup, time_budget=min(
             self.setup.time_budget, left))
         cell.outputs = run_test_cell(source, kernel, setup, filename=f"<test cell {grade_id(cell)}>",
-                                     execution_count=cell.execution_count)
+                                     execution_count=cell.execution_count, records=check_records(cell))
         if self.life.out_of_time():
             self._cut_short(cell, index)
         elif self.life.death is None and self.rk is not None and not self._alive():

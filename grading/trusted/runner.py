@@ -17,6 +17,9 @@ the trusted setup (:class:`TrustedCellSetup`):
   traceback is ``"TypeName: message"``. Warnings print as ``"Category: message"``, without the grader's file
   paths or source lines, and Python's default warning filters are re-installed for every cell, so a warning shown
   for one student is shown for all. Nothing the kernel printed ever reaches a test cell.
+* Check records: every ``gradcheck.grade`` call of the cell hands its sub-check results to the trusted
+  ``gradcheck_records`` module; :func:`run_test_cell` collects them as JSON objects (``records``) and
+  :func:`check_records` keeps them in the test cell's metadata, where the misconception report reads them.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import warnings
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 
+from grading.course import CHECKS, METADATA_KEY, RECORDS_MODULE
 from grading.rpc.client import RemoteName
 from grading.trusted.modules import TrustedModules
 from grading.trusted.outputs import MAX_EVALUE, error_output, stream_output
@@ -156,15 +160,36 @@ def namespace(source: str, kernel: t.Any, setup: TrustedCellSetup) -> dict:
     return ns
 
 
+def _recording(modules: TrustedModules, records: list | None) -> t.ContextManager:
+    """While the cell runs, collect each graded item's check records (JSON objects) into ``records``."""
+    if records is None:
+        return contextlib.nullcontext()
+    try:
+        module = modules.load(RECORDS_MODULE)
+    except ImportError:     # a course whose checker keeps no records
+        return contextlib.nullcontext()
+    return module.recording(lambda results: records.extend(r.to_json() for r in results))
+
+
+def check_records(cell: NotebookNode) -> list:
+    """A fresh, empty list of check records in the test cell's metadata, for run_test_cell to fill (sanitizing
+    dropped any copy a student wrote; the misconception report reads these, never the printed text)."""
+    ours = cell.metadata.get(METADATA_KEY)
+    cell.metadata[METADATA_KEY] = {**(ours if isinstance(ours, dict) else {}), CHECKS: []}
+    return cell.metadata[METADATA_KEY][CHECKS]
+
+
 def run_test_cell(source: str, kernel: t.Any, setup: TrustedCellSetup, *, filename: str = "<test cell>",
-                  execution_count: int | None = None) -> list[NotebookNode]:
-    """Run a test cell's trusted source against the student's kernel; return the cell's outputs."""
+                  execution_count: int | None = None, records: list | None = None) -> list[NotebookNode]:
+    """Run a test cell's trusted source against the student's kernel; return the cell's outputs. With
+    ``records`` (a list), the check records of the cell's grade calls are appended to it."""
     out, err = CappedText(setup.output_limit), CappedText(setup.output_limit)
     value, error = None, None
     kernel.session_reset()
     kernel.deadline = time.monotonic() + setup.time_budget
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(), \
+                _recording(setup.modules, records):
             _grader_warnings()
             try:
                 tree = ast.parse(source, filename, "exec")

@@ -127,23 +127,17 @@ def grade(item, impl, seeds=None, large=False):
     """
     engine = _engine()
     results = engine.run_checks(item, impl, engine.GRADE_SEEDS if seeds is None else seeds, large=large)
-    earned = float(sum(r.earned for r in results.values()))
-    print(f"{item}: {earned:g} / {engine.ITEMS[item].total:g} points")
-    for name, r in results.items():
-        passed = r.earned == r.possible
-        detail = r.reason if not passed else "" if r.error is None else f"max rel. error {_fmt_err(r.error)}"
-        print(f"  {'✓' if passed else '✗'} {name:<18} {r.earned:.3g}/{r.possible:.3g}  {detail}".rstrip())
-    return earned
+    engine.rec.publish(results.values())   # the grader stores these records (gradcheck_records.py)
+    print(engine.text.grade_text(item, engine.ITEMS[item].total, results.values()))
+    return float(sum(r.earned for r in results.values()))
 
 
 def self_check(item, impl):
     """Check ``impl`` on public examples and show one line: ✓, or ✗ and the first diagnosis (plus how to see
     every sub-check). Whatever impl does, this never raises."""
     passed, _, _, text = _public_check(item, impl)
-    if passed:
-        _engine().show_line(f"✓ {item} {text}", passed=True)
-    else:
-        _engine().show_line(f"✗ {item}: {text}", passed=False, hint=_grade_hint(item))
+    line = _engine().text.self_check_line(item, passed, text)
+    _engine().show_line(line, passed=passed, hint=None if passed else _grade_hint(item))
 
 
 def check_all(namespace):
@@ -158,7 +152,7 @@ def check_all(namespace):
         impl = namespace.get(name) if isinstance(namespace, dict) else None
         passed, got, possible, text = _public_check(item, impl)
         if impl is None:
-            text = f"{name} is not defined: run its cell (and fix any error it shows)"
+            text = _engine().text.say("not_defined", name=name)
         rows.append((passed, item, got, possible, text))
     _engine().show_table(rows)
 
@@ -168,7 +162,7 @@ def _public_check(item, impl):
     try:
         spec = _engine().ITEMS[item]
     except KeyError:
-        return False, 0.0, 0.0, f"unknown item (one of {', '.join(_impl_names())})"
+        return False, 0.0, 0.0, _engine().text.say("unknown_item", items=", ".join(_impl_names()))
     except Exception as e:   # the engine itself is missing or broken
         return False, 0.0, 0.0, f"could not be checked ({type(e).__name__})"
     try:
@@ -177,8 +171,8 @@ def _public_check(item, impl):
         diagnosis = _engine().first_diagnosis(results)
         if diagnosis:
             return False, earned, spec.total, diagnosis
-        err = max((r.error for r in results.values() if r.error is not None), default=0.0)
-        return True, earned, spec.total, f"matches numerical gradients, max rel. error {_fmt_err(err)}"
+        err = max((r.max_rel_error for r in results.values() if r.max_rel_error is not None), default=0.0)
+        return True, earned, spec.total, _engine().text.say("public_pass", err=_engine().text.fmt_err(err))
     except Exception as e:
         return False, 0.0, spec.total, f"could not be checked ({type(e).__name__})"
 
@@ -193,11 +187,7 @@ def _impl_names():
 
 def _grade_hint(item):
     name = _impl_names().get(item)
-    return f'every sub-check and its points: gradcheck.grade("{item}", {name})' if name else None
-
-
-def _fmt_err(err):
-    return "0" if err == 0 else f"{err:.0e}"
+    return _engine().text.say("grade_hint", item=item, name=name) if name else None
 
 
 # --------------------------------------------------------------------------

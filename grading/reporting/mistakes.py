@@ -3,16 +3,15 @@
 `python -m grading.cli.report` (`make report`) ends with it: write_report prints a table and writes
 OUT/misconceptions.csv and OUT/misconceptions.png beside the grade overview.
 
-Where the names come from: the lines `gradcheck.grade` printed in each autograded notebook's test cells
-("  ✗ d_W   0/1  d_W: missing 1/N (off by a factor N = 7); worst ..."). Only cells whose grade id the gradebook
-lists as a test cell are read, and their outputs are written by the grader (grading.plugins.trusted_execute),
-never by student code. Two parts of a diagnosis still quote the student: an exception's type and message
-("raised ...") and a returned array's dtype; the mistake is named from the text before them. A test cell's
-output must be exactly one `grade` block -- its header and every sub-check of the item, in the checker's order --
-or none of it is counted and the student gets a note (a type name with a line break could forge lines).
+Where the mistakes come from: the check records the grader stored in each autograded notebook's test cells
+(``cell.metadata.grading.checks``: one record per sub-check of the `gradcheck.grade` call, with a stable mistake
+code; source/<assignment>/gradcheck_records.py). The printed text is never read, so rewording a message changes
+no report. Only cells whose grade id the gradebook lists as a test cell are read; the grader writes their
+records after sanitizing has dropped every cell's student-written metadata (grading/plugins/strip_metadata.py).
+A test cell's records must be exactly the sub-checks of one item, in the checker's order, or none of them is
+counted and the report gets a note.
 """
 import csv
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,45 +19,43 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from grading.cli.report import course_id_from_config, gradebook_url, short_name
-from grading.course import ASSIGNMENT, TRUSTED_MODULES
+from grading.course import ASSIGNMENT, CHECKS, METADATA_KEY, TRUSTED_MODULES
+from grading.reporting.config import course_id_from_config, gradebook_url
+from grading.reporting.grades import short_name
 from grading.trusted.modules import TrustedModules
 
 REGISTRY_MODULE = "gradcheck_engine"  # the trusted module whose ITEMS names every item's sub-checks
 
-# Mistake name -> pattern of the checker's wording, first match wins. None: no mistake of its own -- a sub-check
-# waiting for another one ("not counted yet: ..."), or an answer not attempted (the grade table shows those).
-MISTAKES = [
-    (None, r"^not (counted|checked) yet|^not implemented yet"),
-    ("too slow (numerical gradient?)", r"^too slow on the large case"),
-    ("crashed", r" raised $"),
-    ("right only at W = 0", r"right only at W = 0"),
-    ("stale cache", r"stale cache"),
-    ("outputs swapped", r"outputs swapped|outputs in the wrong order"),
-    ("d_out ignored", r"d_out ignored"),
-    ("missing 1/N", r"missing 1/N"),
-    ("extra 1/N", r"extra 1/N"),
-    ("sign flipped", r"sign flipped"),
-    ("transposed", r"transposed"),
-    ("wrong reduction axis", r"wrong axis"),
-    ("learning rate ignored", r"learning rate ignored"),
-    ("parameter not updated", r"was not updated"),
-    ("loss after the update", r"after the update instead of before"),
-    ("input modified in place", r"modified its input"),
-    ("returned None", r"\bNone\b"),
-    ("a number, not an array", r"must be an array shaped like"),
-    ("wrong type", r"has type $|returned type|expected a tuple|expected a float"),
-    ("wrong dtype", r"has dtype $"),
-    ("wrong shape", r"has shape|values, expected"),
-    ("NaN or inf", r"NaN or inf|is (nan|-?inf)$"),
-    ("constant factor", r"constant factor"),
-    ("all zeros", r"all zeros"),
-    ("wrong values", r"is wrong"),
-]
-# Where the student's own text starts inside a diagnosis: an exception ("raised <type>: <message>"), a type or dtype.
-STUDENT_TEXT = re.compile(r"(?<= raised )|(?<= has type )|(?<= has dtype )")
-HEADER = re.compile(r"^(?P<item>\S.*): [\d.]+ / [\d.]+ points$")
-SUB_CHECK = re.compile(r"^  (?P<mark>[✓✗]) (?P<check>\S.*?) +[\d.]+/[\d.]+(?:  (?P<why>.*))?$")
+# Mistake code (gradcheck_records.py) -> the report's name for it. Codes not listed are no mistake of their own
+# (None: passed, waiting for another sub-check, not attempted -- the grade table shows those) or, if failing
+# and unknown here, "other".
+LABELS = {
+    "passed": None, "not_counted_yet": None, "not_implemented": None,
+    "too_slow": "too slow (numerical gradient?)",
+    "raised": "crashed",
+    "right_only_at_w0": "right only at W = 0",
+    "stale_cache": "stale cache",
+    "outputs_swapped": "outputs swapped",
+    "d_out_ignored": "d_out ignored",
+    "missing_1_over_n": "missing 1/N",
+    "extra_1_over_n": "extra 1/N",
+    "sign_flipped": "sign flipped",
+    "transposed": "transposed",
+    "wrong_axis": "wrong reduction axis",
+    "learning_rate_ignored": "learning rate ignored",
+    "not_updated": "parameter not updated",
+    "loss_after_update": "loss after the update",
+    "input_modified": "input modified in place",
+    "returned_none": "returned None",
+    "not_an_array": "a number, not an array",
+    "wrong_type": "wrong type",
+    "wrong_dtype": "wrong dtype",
+    "wrong_shape": "wrong shape",
+    "not_finite": "NaN or inf",
+    "constant_factor": "constant factor",
+    "all_zeros": "all zeros",
+    "wrong_values": "wrong values",
+}
 
 
 @dataclass(frozen=True)
@@ -79,34 +76,29 @@ class ClassMistakes:
     notes: list  # one line per notebook or test cell that could not be read
 
 
-class UnreadableOutput(ValueError):
-    """A test cell's output is not exactly one grade block."""
+class UnreadableRecords(ValueError):
+    """A test cell's records are not exactly one item's sub-checks."""
 
 
-def mistake_name(diagnosis):
-    """The named mistake of one sub-check's diagnosis, "other" if none fits, None if it is no mistake."""
-    text = STUDENT_TEXT.split(diagnosis, maxsplit=1)[0]
-    for name, pattern in MISTAKES:
-        if re.search(pattern, text):
-            return name
-    return "other"
+def mistake_name(code):
+    """The report's name of a failed sub-check's mistake code, "other" if it has none, None if it is no mistake."""
+    return LABELS.get(code, "other") if isinstance(code, str) else "other"
 
 
-def parse_grade_output(text, sub_checks):
-    """(item, [(sub-check, diagnosis) for each failed one]) from what one `gradcheck.grade` call printed.
+def failed_checks(records, sub_checks):
+    """(item, [(sub-check, mistake code) for each failed one]) from one test cell's stored records.
 
-    sub_checks: item -> its sub-check names in order. Raises UnreadableOutput unless the text holds exactly one
-    header of a known item and exactly its sub-check lines, in order (other lines, e.g. the self-check's, are
-    ignored)."""
-    lines = text.splitlines()
-    headers = [m["item"] for m in map(HEADER.match, lines) if m]
-    if len(headers) != 1 or headers[0] not in sub_checks:
-        raise UnreadableOutput(f"{len(headers)} grade headers ({', '.join(headers)[:80]})")
-    rows = [m for m in map(SUB_CHECK.match, lines) if m]
-    item = headers[0]
-    if [m["check"] for m in rows] != sub_checks[item]:
-        raise UnreadableOutput(f"{item}: sub-checks {[m['check'] for m in rows]} are not {sub_checks[item]}")
-    return item, [(m["check"], m["why"] or "") for m in rows if m["mark"] == "✗"]
+    sub_checks: item -> its sub-check names in order. Raises UnreadableRecords unless the records are exactly
+    the sub-checks of one known item, in order."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) or not records:
+        raise UnreadableRecords("no check records" if not records else "records are not a list of objects")
+    items = list(dict.fromkeys(str(r.get("item")) for r in records))
+    if len(items) != 1 or items[0] not in sub_checks:
+        raise UnreadableRecords(f"records of {len(items)} items ({', '.join(items)[:80]})")
+    item, checks = items[0], [r.get("check") for r in records]
+    if checks != sub_checks[item]:
+        raise UnreadableRecords(f"{item}: sub-checks {checks} are not {sub_checks[item]}")
+    return item, [(r["check"], r.get("code")) for r in records if r.get("earned") != r.get("possible")]
 
 
 def sub_checks_of(course, assignment):
@@ -125,15 +117,16 @@ def autograder_cells(gb, assignment):
     return out
 
 
-def grader_outputs(path, grade_ids):
-    """grade id -> stdout of that test cell in the autograded notebook at path (first copy of each id)."""
+def grader_records(path, grade_ids):
+    """grade id -> the check records the grader stored in that test cell of the autograded notebook at path
+    (first copy of each id; None when the cell has none)."""
     out = {}
     for cell in nbformat.read(path, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id") if isinstance(meta, dict) else None
         if cell.cell_type == "code" and gid in grade_ids and gid not in out:
-            out[gid] = "".join(o.get("text", "") for o in cell.outputs
-                               if o.get("output_type") == "stream" and o.get("name") == "stdout")
+            ours = cell.metadata.get(METADATA_KEY, {})
+            out[gid] = ours.get(CHECKS) if isinstance(ours, dict) else None
     return out
 
 
@@ -152,19 +145,19 @@ def read_class(course, assignment=ASSIGNMENT, course_id=None):
         for notebook, grade_ids in tests.items():
             path = course / "autograded" / student / assignment / f"{notebook}.ipynb"
             try:
-                outputs = grader_outputs(path, grade_ids)
+                stored = grader_records(path, grade_ids)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 found.notes.append(f"{student}: {notebook}.ipynb not read ({type(e).__name__})")
                 continue
-            for gid, text in outputs.items():
+            for gid, records in stored.items():
                 try:
-                    item, failed = parse_grade_output(text, sub_checks)
-                except UnreadableOutput as e:
+                    item, failed = failed_checks(records, sub_checks)
+                except UnreadableRecords as e:
                     found.notes.append(f"{student}: {gid} not counted ({e})")
                     continue
                 found.layout += [(short_name(gid), check) for check in sub_checks[item]]
-                found.findings += [Finding(student, short_name(gid), check, name) for check, why in failed
-                                   for name in [mistake_name(why)] if name]
+                found.findings += [Finding(student, short_name(gid), check, name) for check, code in failed
+                                   for name in [mistake_name(code)] if name]
     found.layout = list(dict.fromkeys(found.layout))
     return found
 
@@ -245,7 +238,7 @@ def write_report(course, out, assignment=ASSIGNMENT, course_id=None):
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, size, out / "misconceptions.csv")
     plot(rows, size, assignment, out / "misconceptions.png")
-    print(f"Named mistakes ({size} students, from the grader's test-cell output):")
+    print(f"Named mistakes ({size} students, from the grader's check records):")
     print(format_table(rows, size))
     for note in found.notes:
         print(f"  note: {note}")
