@@ -15,7 +15,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, NOTEBOOK, write_test_secret, nbgrader
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.courses import sample_class
 from grading.courses.demo_course import make_demo_course
 from grading.course_config import course_directory

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ASSIGNMENT, NOTEBOOK, REPO, make_course, nbgrader, solution_and_hidden_lines
 from graded_course import FULL
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.courses import sample_class
 from grading.notebook_items import graded_items
 

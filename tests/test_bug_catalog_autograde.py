@@ -5,7 +5,8 @@ import pytest
 
 from conftest import ASSIGNMENT
 from graded_course import make_class, run
-from grading.cli import report
+from grading.reporting import grades as report
+from grading.course_config import course_id
 from grading.courses import sample_class
 from grading.notebook_items import graded_items
 
@@ -33,7 +34,7 @@ def graded(tmp_path_factory):
     solutions = sample_class.solution_sources(course / "source" / ASSIGNMENT / "backprop.ipynb")
     for student, plan in plans.items():
         sample_class.make_submission(course, student, -1, plan, solutions, bugs)
-    sample_class.register(course, report.course_id_from_config(course), {s: s for s in plans})
+    sample_class.register(course, course_id(course), {s: s for s in plans})
     run(course, "grading.cli.grade_class", "--workers", "2", *[a for s in plans for a in ("--student", s)])
     rows = {r.student: r for r in report.load_report(course).rows}
     return plans, bugs, rows

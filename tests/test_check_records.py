@@ -15,7 +15,8 @@ import pytest
 
 from conftest import ASSIGNMENT, NOTEBOOK
 from graded_course import make_class, run
-from grading.cli import sample_class
+from grading.course_config import course_id
+from grading.courses import sample_class
 from grading.course import CHECKS, METADATA_KEY
 from grading.notebook_items import graded_items
 from grading.reporting import grades, mistakes
@@ -71,7 +72,7 @@ def graded(tmp_path_factory):
     for student, plan in PLANS.items():
         sample_class.make_submission(course, student, -1, {**sample_class.SOLVED, **plan}, solutions, bugs)
     forge_records(course / "submitted" / "forger" / ASSIGNMENT / NOTEBOOK)
-    sample_class.register(course, grades.course_id_from_config(course), {s: s for s in PLANS})
+    sample_class.register(course, course_id(course), {s: s for s in PLANS})
     run(course, "grading.cli.grade_class", "--workers", "2", *[a for s in PLANS for a in ("--student", s)])
     return course
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ASSIGNMENT, REPO
 from graded_course import CORRECT, LATE_STUDENTS, MAX_SCORE, STUDENTS, UNTOUCHED, graded_course  # noqa: F401
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.notebook_items import graded_items
 from test_report import ITEM_MAX, png_size
 

@@ -15,7 +15,7 @@ from nbgrader.api import Gradebook
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, nbgrader
 from graded_course import EXPECTED, grade_table, make_class, run, submit
 from grading.class_grading import autograde_one, gradebook_rows, problems
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.course import COURSE_ID, PROBLEMS_FILE
 from grading.course_config import gradebook_url
 from grading.courses import sample_class

@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 from conftest import ASSIGNMENT, BIN, REPO, nbgrader, solution_and_hidden_lines
-from grading.cli import report
+from grading.reporting import grades as report
 from hostile_catalog import CHEATS, INTAKE, MALFORMED, NOTEBOOK, POINTS
 from hostile_course import (HONEST, LIVE_MARKUP, PipeWatch, build_class, gradebook_consistency_problems,
                             grades_in_db, hash_tree, instructor_tables, leaked_lines, outputs_of_tests)

@@ -21,7 +21,7 @@ from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, NOTEBOOK, REPO, make_course, nbgrader
 from graded_course import FULL, expected, grade_table
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.courses import sample_class
 from grading.course import COURSE_ID
 from grading.notebook_items import graded_items

@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell
 from nbgrader.api import Gradebook
 from test_bug_catalog_autograde import ITEMS as CELLS  # item -> (answer cell, report column, points)
 
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.courses import sample_class
 from grading.course import COURSE_ID, METADATA_KEY, PROBLEMS
 from grading.fixtures import reference_solutions as ref

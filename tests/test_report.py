@@ -9,8 +9,9 @@ import pytest
 from conftest import ASSIGNMENT, REPO
 from graded_course import FULL as ITEM_MAX
 from graded_course import ITEMS, LATE_STUDENTS, MAX_SCORE, STUDENTS, UNTOUCHED, graded_course  # noqa: F401 -- fixture
-from grading.cli import report
+from grading.reporting import grades as report
 from grading.course import COURSE_ID
+from grading.course_config import course_id
 
 
 def png_size(path):
@@ -21,7 +22,7 @@ def png_size(path):
 
 
 def test_course_id_comes_from_nbgrader_config():
-    assert report.course_id_from_config(REPO) == COURSE_ID
+    assert course_id(REPO) == COURSE_ID
 
 
 def test_missing_gradebook_is_an_error_not_an_empty_report(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from test_sandbox import sandbox  # noqa: F401 -- the shared sandboxed kernel (a module fixture)
 
 from conftest import ASSIGNMENT, NOTEBOOK
-from grading.cli import report
+from grading.reporting import grades as report
 from hostile_catalog import ALL, POINTS, Entry, insert_code, with_cell, write
 from hostile_course import HONEST, build_class, grades_in_db, leaked_lines
 

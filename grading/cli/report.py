@@ -12,11 +12,7 @@ from pathlib import Path
 
 from grading.course import ASSIGNMENT
 from grading.reporting import mistakes
-# Re-exported for the command-line modules that import them from here.
-from grading.reporting.config import course_id_from_config, gradebook_url  # noqa: F401
-from grading.reporting.grades import (Report, StudentRow, format_table, in_notebook_order, load_report,  # noqa: F401
-                                    pass_rates, plot_overview, reason_from_nbgrader_result, recorded_problems,
-                                    short_name, submission_problem, write_csv)
+from grading.reporting.grades import format_table, load_report, plot_overview, write_csv
 
 
 def main(argv=None):

@@ -7,7 +7,6 @@ Prints each skipped row with its reason and exits 1 when any row was skipped.
 import argparse
 from pathlib import Path
 
-from grading.course_config import course_directory  # noqa: F401 -- grading/cli/report.py's, until it moves (issue 16)
 from grading.courses.roster import import_roster
 
 

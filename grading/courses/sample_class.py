@@ -35,7 +35,7 @@ CLASS = {
     "eve": ("Eve", -12, {**SOLVED, "sum_backward": "sum_returns_scalar",
                          "logreg_step": "step_gradient_ascent"}),
     "finn": ("Finn", 9.5, SOLVED),
-    # Mistakes that repeat across the class, for the misconception report (grading/cli/misconceptions.py).
+    # Mistakes that repeat across the class, for the misconception report (grading/reporting/mistakes.py).
     "gus": ("Gus", -20, {**SOLVED, "dot_product_backward": "dot_product_outputs_swapped",
                          "nll_grad": "nll_grad_missing_1_over_n"}),
     "hana": ("Hana", -3, {**SOLVED, "multiply_backward": "multiply_outputs_swapped",

@@ -6,7 +6,6 @@ and the CSV, present only when some student has one); see submission_problem for
 """
 import csv
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,7 @@ from typing import Optional
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from grading.reporting.config import course_id_from_config, gradebook_url
+from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 from grading.plugins.intake import SubmissionIntake
 
@@ -113,28 +112,6 @@ def _diagnose_notebook(path):
     return None
 
 
-def reason_from_nbgrader_result(result):
-    """One line saying why nbgrader's API could not autograde a submission, from the dict its
-    NbGraderAPI.autograde returns: the innermost exception nbgrader logged (e.g. "RuntimeError: Inconsistent
-    checksums for cell test_nll_grad"), else its last error line, rather than the closing "Please see the
-    above traceback"; None when it succeeded."""
-    if result.get("success"):
-        return None
-    lines = [line.strip() for line in (result.get("log") or "").splitlines() if line.strip()]
-    generic = ("Please see the", "There was an error processing")
-    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*", line)
-              and "NbGraderException" not in line]
-    logged = [line.removeprefix("[ERROR]").strip() for line in lines
-              if line.startswith("[ERROR]") and not any(g in line for g in generic)
-              and "Traceback" not in line]
-    tail = [line for line in (result.get("error") or "").splitlines() if line.strip()][-1:]
-    tail = [line for line in tail if not any(g in line for g in generic)]
-    for candidate in (errors[-1:], tail, logged[-1:]):
-        if candidate:
-            return candidate[0][:300]
-    return "unknown error"
-
-
 def submission_problem(course, assignment, student, notebooks, recorded):
     """One line on what went wrong grading `student`'s submission, or None. In this order:
 
@@ -186,7 +163,7 @@ def load_report(course, assignment=ASSIGNMENT, course_id=None):
     if db.startswith("sqlite:///") and not Path(db.removeprefix("sqlite:///")).exists():
         # Gradebook() would silently create an empty one
         raise FileNotFoundError(f"no gradebook at {db}: run `nbgrader autograde {assignment}` first")
-    with Gradebook(db, course_id or course_id_from_config(course)) as gb:
+    with Gradebook(db, course_id or course_id_of(course)) as gb:
         try:
             source = gb.find_assignment(assignment)
         except MissingEntry:

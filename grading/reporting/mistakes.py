@@ -20,7 +20,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from grading.course import ASSIGNMENT, CHECKS, METADATA_KEY, TRUSTED_MODULES
-from grading.reporting.config import course_id_from_config, gradebook_url
+from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.reporting.grades import short_name
 from grading.trusted.modules import TrustedModules
 
@@ -134,7 +134,7 @@ def read_class(course, assignment=ASSIGNMENT, course_id=None):
     """ClassMistakes: every named mistake of every graded student of the assignment in the course."""
     course = Path(course).resolve()
     sub_checks = sub_checks_of(course, assignment)
-    with Gradebook(gradebook_url(course), course_id or course_id_from_config(course)) as gb:
+    with Gradebook(gradebook_url(course), course_id or course_id_of(course)) as gb:
         try:
             tests = autograder_cells(gb, assignment)
         except MissingEntry:
