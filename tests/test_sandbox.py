@@ -333,7 +333,7 @@ def test_forged_result_is_a_clean_remote_error(sandbox, kind):
     RemoteName(rk, "scale")(1.0)         # kernel side installed
     out, err = sandbox.run(f"""
         import sys, io, json, struct, numpy as np
-        helper = sys.modules["_grading_rpc.kernel_side"]
+        helper = sys.modules["_grading_in_sandbox.rpc_server"]
         original_encode = helper.encode_reply
         def payload(header, *members):
             head = header if isinstance(header, bytes) else json.dumps(header).encode()

@@ -6,7 +6,7 @@ environment variables; to open network connections; to exhaust memory, CPU or di
 the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` (nbclient and
 nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
 what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
-grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
+grading/in_sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
 grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py. Its subclass
 grading/sandbox/warm_kernels.py (WarmKernelManager) forks the kernel from a warm template instead, isolated the
 same way.
@@ -40,7 +40,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from grading.sandbox.command import (SandboxError, covered, default_kernel_env, require_executable, rlimit_options,
                                      sandbox_command)
 from grading.sandbox.processes import SandboxProcesses, TailBuffer, descendants, signal_all
-from grading.sandbox.seccomp import bpf_fd
+from grading.in_sandbox.seccomp import bpf_fd
 from grading.sandbox.sockets import RuntimeDirs, prepare_scratch
 from grading.sandbox.uids import allocate_uid, release_uid
 
@@ -83,7 +83,7 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
     etc_files = List(Unicode(), ["/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime"],
                      help="The only files of /etc the kernel sees, read-only (missing ones are skipped); measured "
                           "with strace on the solved notebook.").tag(config=True)
-    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/sandbox/seccomp.py.").tag(
+    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/in_sandbox/seccomp.py.").tag(
         config=True)
     extra_ro_binds = List(Unicode(), [], help="More read-only binds, e.g. a shared data directory.").tag(config=True)
     unshare_pid = Bool(True, help="Give the kernel its own PID namespace (see module docstring).").tag(config=True)

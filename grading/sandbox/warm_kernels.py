@@ -4,9 +4,9 @@ notebooks need, instead of a cold ``bwrap ... python -m ipykernel_launcher`` tha
 :class:`WarmKernelManager` is a :class:`SandboxedKernelManager` (select it with
 ``c.TrustedExecute.kernel_manager_class``) whose launch asks this process's template (grading/sandbox/
 warm_template.py; made on first use, one per grading process: ``nbgrader autograde``, a formgrader server, each
-Dask worker) for a kernel. The kernel is isolated exactly like a cold one (grading/sandbox/warm_child.py says how),
-with the same limits, UID allocation, scratch directory, sockets and connection file. What the template preloads is
-``c.WarmKernels.*`` in nbgrader_config.py.
+Dask worker) for a kernel. The kernel is isolated exactly like a cold one (grading/in_sandbox/warm_child.py says
+how), with the same limits, UID allocation, scratch directory, sockets and connection file. What the template
+preloads is ``c.WarmKernels.*`` in nbgrader_config.py.
 
 If there is no template (warm kernels disabled, not root, ``seccomp`` or ``unshare_pid`` turned off, the template
 cannot start, died too often or refuses a fork), the kernel starts cold in bwrap as before, with one log line per
@@ -20,7 +20,7 @@ import typing as t
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
-from grading.sandbox import linux
+from grading.in_sandbox import linux
 from grading.sandbox.command import covered, require_executable, rlimits
 from grading.sandbox.kernel_manager import SandboxedKernelManager
 from grading.sandbox.processes import TailBuffer
