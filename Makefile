@@ -71,6 +71,11 @@ venv:
 	  $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt && \
 	  echo "$(PINS)" > $(VENV_STAMP); \
 	fi
+	@# The grading package itself, editable (its kernel provisioners are entry points): again when pyproject.toml changes.
+	@if [ "$$(cat $(VENV)/.editable 2>/dev/null)" != "$$(sha256sum < pyproject.toml)" ]; then \
+	  echo "venv: installing grading/ into $(VENV) (editable)"; \
+	  $(BIN)/python -m pip install --quiet --no-deps -e . && sha256sum < pyproject.toml > $(VENV)/.editable; \
+	fi
 
 system-deps:
 	@command -v bwrap >/dev/null && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb \

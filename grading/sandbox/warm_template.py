@@ -71,8 +71,9 @@ def nspid(pid: int) -> list[int]:
 
 
 class WarmProcess:
-    """The ``subprocess.Popen`` a kernel manager's provisioner needs, for a kernel forked by the template: `pid` is
-    the host PID of the child's sandbox process, `returncode` what the template reported when it reaped it."""
+    """The ``subprocess.Popen`` a kernel provisioner needs (grading/sandbox/provisioners.py, WarmProvisioner), for a
+    kernel forked by the template: `pid` is the host PID of the child's sandbox process, `returncode` what the
+    template reported when it reaped it."""
 
     stdin = stdout = stderr = None
 
