@@ -116,16 +116,10 @@ class RemoteKernel(RpcSession):
 
     # ------------------------------------------------------------------ liveness
 
-    def _exit_status(self) -> int | None:
-        return self.km.sandbox_exit_status()
-
-    def _describe_exit(self) -> str:
-        return self.km.describe_exit()
-
     @property
     def alive(self) -> bool:
-        if self.dead_reason is None and self._exit_status() is not None:
-            self.dead_reason = self._describe_exit()
+        if self.dead_reason is None and self.km.sandbox_exit_status() is not None:
+            self.dead_reason = self.km.describe_exit()
         return self.dead_reason is None
 
     def _check_alive(self) -> None:
