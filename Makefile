@@ -5,7 +5,8 @@
 #   make test      the whole test suite (what CI runs)
 #
 # Building blocks:
-#   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed)
+#   make venv          .venv from the exact pins in requirements.txt + constraints.txt, with grading/ installed
+#                      editable (only when they or pyproject.toml changed)
 #   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
 #                      (the PostgreSQL gradebook test)
 #   make release       nbgrader generate_assignment: source/ -> release/ (commit the result)
@@ -61,20 +62,18 @@ demo-clean:
 	rm -rf $(DEMO)
 
 # VENV_STAMP holds the digest of the pins the venv was installed from: it is reinstalled when the pins change,
-# not when a fresh clone next to an existing .venv merely gives requirements.txt a newer time stamp.
-PINS       := $(shell cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+# not when a fresh clone next to an existing .venv merely gives requirements.txt a newer time stamp. The grading
+# package itself is installed editable (pyproject.toml: its kernel provisioners are entry points), so its
+# pyproject.toml counts as a pin.
+PINS       := $(shell cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 VENV_STAMP ?= $(VENV)/.installed
 venv:
 	@if [ "$$(cat $(VENV_STAMP) 2>/dev/null)" != "$(PINS)" ]; then \
 	  echo "venv: installing the pinned requirements into $(VENV)"; \
 	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	  $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt && \
+	  $(BIN)/python -m pip install --quiet --no-deps -e . && \
 	  echo "$(PINS)" > $(VENV_STAMP); \
-	fi
-	@# The grading package itself, editable (its kernel provisioners are entry points): again when pyproject.toml changes.
-	@if [ "$$(cat $(VENV)/.editable 2>/dev/null)" != "$$(sha256sum < pyproject.toml)" ]; then \
-	  echo "venv: installing grading/ into $(VENV) (editable)"; \
-	  $(BIN)/python -m pip install --quiet --no-deps -e . && sha256sum < pyproject.toml > $(VENV)/.editable; \
 	fi
 
 system-deps:
