@@ -6,18 +6,16 @@ what it does (`c.Class.trait`, in the module given), and a few an instructor mus
 purpose (tests/test_course_config.py keeps both so).
 """
 import os
-import sys
 
 import nbgrader
 from nbgrader.converters import Autograde
 
-c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
+# The course's own nbgrader plugins and preprocessors: the grading package, installed into .venv by `make venv`.
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
+from grading.plugins.intake import refuse_unsafe_submissions
+from grading.plugins.quiet_logs import ignore_gradebook_sawarnings
 
-# The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
-from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
-from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
+c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
