@@ -10,18 +10,22 @@ import sys
 
 import nbgrader
 from nbgrader.converters import Autograde
+from nbgrader.coursedir import CourseDirectory
 
 c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK, REFERENCE_MODULE  # noqa: E402 -- needs sys.path above
 from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
 from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = COURSE_ID
+# The grader's reference backward passes (source/<assignment>/gradcheck_reference.py) stay instructor-side:
+# generate_assignment leaves them out of release/, autograde never copies them next to a student's notebook.
+c.CourseDirectory.ignore = [*CourseDirectory.class_traits()["ignore"].default(), REFERENCE_MODULE + ".py"]
 
 # What students see in place of each solution region: nbgrader's stub, c.ClearSolutions.code_stub.
 
