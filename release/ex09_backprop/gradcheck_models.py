@@ -3,7 +3,7 @@ import numpy as np
 
 import gradcheck_records as rec
 from gradcheck import TOL
-from gradcheck_compare import DIAG_TOL, compare, n_factors, nll, nll_target, phrase
+from gradcheck_compare import DIAG_TOL, compare, n_factors, nll, nll_of_logits, nll_target, phrase
 from gradcheck_layers import probes, reference_of
 from gradcheck_records import Diagnosis
 from gradcheck_values import (Reason, call, changed, fail, float_array, float_scalar, graded, guard, require_work,
@@ -48,9 +48,17 @@ def _nll_runs(impl, case):
 def _nll_targets(X, W, b, Y, seed, case):
     """The targets of d_W and d_b at (W, b): the reference's gradients in a graded case, see reference_of."""
     grad, vseed = reference_of(case, "nll_grad")
-    exact = [None, None] if grad is None else [lambda k=k: grad(X, W, b, Y)[k] for k in (0, 1)]
-    return (nll_target(lambda W_: nll(X, W_, b, Y), W, seed, probes(case), exact[0], vseed),
-            nll_target(lambda b_: nll(X, W, b_, Y), b, seed + 1, probes(case), exact[1], vseed))
+    XW = X @ W   # once per point: the loss as a function of b needs no other product (the same floats as nll)
+    loss_b = lambda b_: nll_of_logits(XW + b_, Y)   # noqa: E731
+    magnitude = lambda: abs(loss_b(b)) + 1.0        # noqa: E731
+    both = []
+
+    def exact(k):   # both reference gradients in one call, on first use
+        both[:] = both or grad(X, W, b, Y)
+        return both[k]
+    ex = (None, None) if grad is None else (lambda: exact(0), lambda: exact(1))
+    return (nll_target(lambda W_: nll(X, W_, b, Y), W, seed, probes(case), ex[0], vseed, magnitude),
+            nll_target(loss_b, b, seed + 1, probes(case), ex[1], vseed, magnitude))
 
 
 def run_nll(impl, case):

@@ -69,13 +69,20 @@ def directional_derivatives(f, x, d_out, grad, num_probes=NUM_PROBES, eps=EPS, s
 
 def nll(X, W, b, Y):
     """Reference loss: mean NLL of softmax(X @ W + b), a float."""
-    return nn.CategoricalCrossEntropy().forward(X @ W + b, Y)
+    return nll_of_logits(X @ W + b, Y)
 
 
-def nll_target(f, x, seed, probes=None, exact=None, vseed=0):
+def nll_of_logits(logits, Y):
+    """The same loss from the logits (a caller that varies b alone computes X @ W once)."""
+    return nn.CategoricalCrossEntropy().forward(logits, Y)
+
+
+def nll_target(f, x, seed, probes=None, exact=None, vseed=0, magnitude=None):
     """Target for a loss f(x): L = mean(log(sum exp) - logit), and log of a sum >= 1
-    is rounded to ~eps_machine in absolute terms even when L ~ 0: magnitude |L| + 1."""
-    return Target(f, x, 1.0, seed, magnitude=lambda: abs(f(x)) + 1.0, probes=probes, exact=exact, vseed=vseed)
+    is rounded to ~eps_machine in absolute terms even when L ~ 0: magnitude |L| + 1 (``magnitude``: a cheaper
+    way to compute the same)."""
+    return Target(f, x, 1.0, seed, magnitude=magnitude or (lambda: abs(f(x)) + 1.0), probes=probes, exact=exact,
+                  vseed=vseed)
 
 
 class Target:
