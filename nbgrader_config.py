@@ -9,9 +9,10 @@ import os
 
 import nbgrader
 from nbgrader.converters import Autograde
+from nbgrader.coursedir import CourseDirectory
 
 # The course's own nbgrader plugins and preprocessors: the grading package, installed into .venv by `make venv`.
-from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK, REFERENCE_MODULE
 from grading.plugins.intake import refuse_unsafe_submissions
 from grading.plugins.quiet_logs import ignore_gradebook_sawarnings
 
@@ -20,6 +21,9 @@ c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = COURSE_ID
+# The grader's reference backward passes (source/<assignment>/gradcheck_reference.py) stay instructor-side:
+# generate_assignment leaves them out of release/, autograde never copies them next to a student's notebook.
+c.CourseDirectory.ignore = [*CourseDirectory.class_traits()["ignore"].default(), REFERENCE_MODULE + ".py"]
 
 # What students see in place of each solution region: nbgrader's stub, c.ClearSolutions.code_stub.
 
