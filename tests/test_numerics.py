@@ -179,6 +179,40 @@ def test_salt_is_the_same_for_the_same_cells_and_changes_with_one_byte(tmp_path)
     assert 0 < salt < 2 ** 128
 
 
+def test_salt_covers_every_file_that_reaches_the_sandbox_and_never_follows_a_link(tmp_path):
+    """Issue 21.6: the same cells with one more (or one changed) file of the submission draw other inputs."""
+    seeds, nb = SeedSalt(), _notebook("x = 1  # answer")
+    sub = tmp_path / "sub"
+    (sub / "data").mkdir(parents=True)
+    (sub / "nn.py").write_text("released\n")
+    (sub / "data" / "a.txt").write_text("a")
+    salt = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    assert salt == seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    (sub / "backprop.ipynb").write_text("{}")                       # notebooks count by the graded one's cells
+    (sub / "__pycache__").mkdir()                                   # never copied into the sandbox
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") == salt
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex10") != salt   # the assignment
+    (sub / "answers.npz").write_bytes(b"precomputed")
+    with_file = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    assert with_file != salt
+    (sub / "answers.npz").write_bytes(b"precomputes")
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") not in (salt, with_file)
+    (sub / "answers.npz").unlink()
+    (sub / "data" / "a.txt").write_text("b")                         # any file, in any folder
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") != salt
+    (sub / "data" / "a.txt").write_text("a")
+    (sub / "empty").mkdir()                                          # a folder reaches the sandbox too
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") != salt
+    (sub / "empty").rmdir()
+    fifo, target = sub / "pipe", tmp_path / "target"
+    os.mkfifo(fifo)                                                  # never opened (it would block)
+    target.write_text("one")
+    (sub / "link").symlink_to(target)                                # counted by name, never followed
+    linked = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    target.write_text("two")
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") == linked != salt
+
+
 def test_secret_file_is_relative_and_never_a_link(tmp_path):
     with pytest.raises(TraitError):
         SeedSalt(secret_file="/etc/seed_secret")
