@@ -269,3 +269,39 @@ def test_what_counts_as_numerical():
     assert signs("class Sum:\n    backward = lambda self, d_out: self.forward(self.cache)") == ["calls forward"]
     assert signs("class Sum:\n    def backward(self, d_out:\n") == []          # a syntax error flags nothing
     assert signs("def forward(x):\n    return x * 1j") == []                     # only backward is read
+
+
+def test_dynamic_access_to_forward_and_steps_written_as_expressions_are_flagged():
+    """Issue 21.7: getattr(self, "for" + "ward") with h = 2.0 ** -20 passed unflagged."""
+    backward = "class Sum:\n    def backward(self, d_out):\n        {}\n"
+    issue = ('f = getattr(self, "for" + "ward"); h = 2.0 ** -20\n'
+             '        return (f(self.cache + h) - f(self.cache)) / h * d_out')
+    assert signs(backward.format(issue)) == ["calls forward", "uses a finite-difference step (9.53674e-07)"]
+    assert signs(backward.format("return getattr(self, 'back' + 'ward')")) == []       # a name it can read
+    assert signs(backward.format("return getattr(self, name)(self.cache)")) == [
+        "reaches code by a name built at run time (getattr)"]
+    assert signs(backward.format("return operator.attrgetter(''.join(['f', 'orward']))(self)")) == [
+        "reaches code by a name built at run time (attrgetter)"]
+    assert signs(backward.format("return eval(code)")) == ["reaches code by a name built at run time (eval)"]
+    assert signs(backward.format("return type(self).__dict__[n](self, x)")) == [
+        "reaches code by a name built at run time (__dict__)"]
+    assert signs(backward.format("h = f'{1e-4}'; return x"))[0].startswith("uses a finite-difference step")
+    for step in ("1 / 1e6", "10 ** -6", "-(1/2) ** 30", "2 ** -12"):
+        assert signs(backward.format(f"h = {step}; return x")) == [
+            f"uses a finite-difference step ({abs(eval(step)):g})"], step
+    assert signs(backward.format("h = np.finfo(float).eps ** 0.5; return x")) == [
+        "uses a finite-difference step (finfo)"]
+    assert signs(backward.format("return d_out * 2 ** -1 * 2")) == []               # 0.5: not a step
+    assert signs(backward.format("return x * 10 ** 10 ** 10")) == []                # folded with floats: no hang
+
+
+def test_cells_over_the_budget_are_not_parsed_and_flag_both_answers(tmp_path):
+    review = FlagNumericalBackward(max_cell_kb=4, max_notebook_kb=8)
+    cells = ["x = 1", "y = [" + "1, " * 2000 + "]", "z = 2"]
+    parsed, unread = review.parse_cells(_notebook(*cells))
+    assert unread == ["code cell 1 is 6 KB (over 4 KB) and was not read"] and sorted(parsed) == [0, 2]
+    many = _notebook(*["# " + "x" * 3000] * 4)
+    assert review.parse_cells(many)[1] == ["the code cells are over 8 KB in all and cells 2 on were not read"]
+    deep = _notebook("x = " + "-" * 200_000 + "1")
+    assert FlagNumericalBackward(max_cell_kb=1024).parse_cells(deep)[1] in (
+        [], ["code cell 0 nests too deep to be read"])

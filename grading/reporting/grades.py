@@ -16,6 +16,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 from grading.plugins.intake import SubmissionIntake
+from grading.reporting import bounded_read
 
 
 @dataclass
@@ -92,15 +93,19 @@ def _short(notes, limit=200):
 def _diagnose_notebook(path):
     """What makes a submitted notebook unreadable, in one line, or None (readable, or not there)."""
     try:
-        raw = path.read_bytes()
+        raw = bounded_read.read_bytes(path)
     except OSError:
         return None
+    except ValueError as e:      # over the size limit: not read
+        return str(e)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return f"{path.name} is not a text file (binary, or not UTF-8)"
     try:
-        data = json.loads(text)
+        data = bounded_read.loads(raw, path.name)
+    except bounded_read.NotebookTooLarge as e:
+        return str(e)
     except ValueError as e:
         return f"{path.name} is not valid JSON ({e})"
     if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
@@ -144,7 +149,7 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     for name in notebooks:
         path = course / "autograded" / student / assignment / f"{name}.ipynb"
         try:
-            metadata = json.loads(path.read_text())["metadata"]
+            metadata = bounded_read.read_json(path)["metadata"]
             found = metadata.get(METADATA_KEY, {}).get(PROBLEMS, [])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
