@@ -39,9 +39,11 @@ c.PercentPerDayLate.percent_per_day = 10.0
 # Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
 # hidden tests into each test cell and nbgrader would otherwise print them in the feedback (nbgrader issue 1363).
 # The bundle's ClearHiddenTests reads only test cells, so a marker comment in an answer cannot stop the feedback.
+# BoundStudentCells (grading/plugins/page_budget.py) shows at most c.BoundStudentCells.max_cell_kb of each cell.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "grading.plugins.clear_hidden_tests.ClearHiddenTests",
+    "grading.plugins.page_budget.BoundStudentCells",   # a page shows at most 64 KB of a cell (its budget)
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "grading.plugins.wrap_output.WrapOutputLines",
 ]
