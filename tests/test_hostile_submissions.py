@@ -36,7 +36,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, REPO, nbgrader, solution_and_hidden_lines
-from grading.course import COURSE_ID
+from grading.course import COURSE_ID, PROBLEMS_FILE
 from grading.reporting import grades as report
 from hostile_catalog import CHEATS, INTAKE, MALFORMED, NOTEBOOK, PATHOLOGICAL, POINTS
 from hostile_course import (HONEST, LIVE_MARKUP, PipeWatch, build_class, gradebook_consistency_problems,
@@ -413,3 +413,8 @@ def test_numerics_flag_does_not_parse_a_cell_over_its_limit_under_plain_nbgrader
                    if g.needs_manual_grade}
     assert flagged == {"test_multiply_backward", "test_sum_backward"}
     assert "the feedback page shows its first 64 KB" in _page(course, "big-code-cell")
+    (course / "autograded" / PROBLEMS_FILE).unlink()                 # what only the class run records
+    proc = nbgrader(course, "autograde", ASSIGNMENT, "--student", "deep-nesting", "--force", check=False)
+    assert "error processing assignment" in proc.stdout + proc.stderr        # nbgrader cannot read it either
+    assert _report_rows(course)["deep-nesting"].problem == (
+        "not autograded: backprop.ipynb nests 100004 levels deep (over 100): not read")

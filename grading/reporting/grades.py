@@ -129,7 +129,8 @@ def submission_problem(course, assignment, student, notebooks, recorded):
        not a notebook), else the one recorded in autograded/<PROBLEMS_FILE> by grading.cli.grade_class;
     3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died,
        timed out, out of memory, output truncated, test cell missing...), joined;
-    4. no autograded notebook at all: "not autograded".
+    4. no autograded notebook at all: "not autograded: <what is wrong with the submitted file>", when that can
+       be told from it, else "not autograded (no autograded notebook)".
     """
     course = Path(course)
     folder = course / "submitted" / student / assignment
@@ -156,8 +157,9 @@ def submission_problem(course, assignment, student, notebooks, recorded):
         graded += 1
         prefix = f"{name}: " if len(notebooks) > 1 else ""
         notes += [prefix + n for n in found if isinstance(n, str)] if isinstance(found, list) else []
-    if not graded:
-        return "not autograded (no autograded notebook)"
+    if not graded:      # e.g. plain `nbgrader autograde`, which records no reason: say what is wrong if it shows
+        diagnosis = [d for d in (_diagnose_notebook(folder / f"{name}.ipynb") for name in notebooks) if d]
+        return f"not autograded: {diagnosis[0]}" if diagnosis else "not autograded (no autograded notebook)"
     return _short(notes) if notes else None
 
 
