@@ -88,8 +88,12 @@ c.WarmKernels.preload = ["numpy", "scipy.special", "sklearn.datasets", "sklearn.
 c.WarmKernels.preload_files = {"nn": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, "nn.py")}
 # Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
 # differentiates numerically keep their points but are flagged needs_manual_grade (grading/plugins/numerics_review.py,
-# c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission with the course secret
-# in seed_secret (c.SeedSalt.*, grading/trusted/seed_salt.py): keep that file with gradebook.db.
+# c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission (its cells and every file
+# that reaches the sandbox) with the course secret in seed_secret (c.SeedSalt.*, grading/trusted/seed_salt.py): keep
+# that file with gradebook.db.
+# The grader's own work on student text has a budget per student, decided before the work (docs/operations.md, "The
+# grader's own budget"): c.FlagNumericalBackward.max_cell_kb / max_notebook_kb (cells not parsed: flagged),
+# c.CleanStudentHtml.max_kb / max_depth / max_notebook_kb (markup shown as plain text, not cleaned).
 # Also configurable: c.TrustedModules.* (the trusted gradcheck/nn copies test cells import, and the allow-list of
 # modules the grader itself imports: grading/trusted/modules.py) and c.ScratchBuilder.* (the support files copied
 # into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).
