@@ -13,6 +13,10 @@ Every entry writes one submission folder (submitted/<student>/ex09_backprop/) fr
   folder itself a link, too many files. Each is refused whole at intake (grading/plugins/intake.py): zero on
   every item and the reason in the grade report; the control entry with an ordinary sub-folder is graded.
 
+* PATHOLOGICAL: honest answers plus what once cost the grader's own process without bound (a code cell over the
+  numerics flag's parse limit, markup nested 3000 deep, a notebook nested 100,000 deep): each keeps its points
+  and costs its student one problem line (the limits are tested; the full sizes are benchmarks/bench_pathological.py).
+
 tests/test_hostile_submissions.py grades each catalog as one class with the real pipeline.
 """
 import base64
