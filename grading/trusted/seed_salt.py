@@ -3,12 +3,12 @@
 The hidden tests reach student code, which can record them and print them into its own feedback. With fixed seeds
 those inputs would serve every later resubmission. So the grader sets ``gradcheck_engine.SEED_SALT`` on its trusted
 copy of the checker (grading/trusted/modules.py) to an HMAC of the submission's content under a course secret: the
-assignment and notebook names, the types and sources of its cells (after sanitizing), and every other file of the
-folder the sandbox's scratch directory is filled from (nbgrader's autograded/<student>/<assignment>/: the student's
-files with the assignment's own copied over them). Re-grading the same submission draws the same inputs and gives
-the same grades, sequentially or on any worker; a resubmission that changes one byte of a cell *or of any file
-that reaches the sandbox* -- say, the same cells plus a file of answers precomputed from hidden inputs an earlier
-submission printed -- gets other inputs. Public cases (``self_check``) are never salted.
+assignment's id, the types and sources of its cells (after sanitizing), and every other file of the folder the
+sandbox's scratch directory is filled from (nbgrader's autograded/<student>/<assignment>/: the student's files,
+timestamp.txt among them, with the assignment's own copied over them). Re-grading the same submission draws the
+same inputs and gives the same grades, sequentially or on any worker; a resubmission that changes one byte of a
+cell *or of any file that reaches the sandbox* -- say, the same cells plus a file of answers precomputed from
+hidden inputs an earlier submission printed -- gets other inputs. Public cases (``self_check``) are never salted.
 
 The files are hashed in a canonical order (sorted relative paths, walked with ``lstat``, never following a link;
 a link, device or FIFO counts by its name and kind only, and is never opened). Notebooks (``*.ipynb``) count by the
