@@ -149,7 +149,7 @@ def test_cannot_read_host_files_outside_scratch(sandbox):
         print("env:", sorted(os.environ))
         """)
     assert err is None
-    assert "GOT-CONTENT" not in out and "42" not in out and out.count("denied") == 4
+    assert "GOT-CONTENT" not in out and "hidden answer" not in out and out.count("denied") == 4
     assert "work: ['.venv']" in out                     # the course directory is not mounted, only the venv
     assert "GRADER_ONLY_SECRET" not in out
 
