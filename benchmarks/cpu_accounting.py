@@ -18,6 +18,7 @@ import psutil
 
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 POLL_SECONDS = 0.05
+DRAIN_SECONDS = 60.0  # how long the end of a run waits for its last processes (templates, kernels) to exit
 KERNEL_MARKS = ("bwrap", "ipykernel_launcher")  # a process whose name or command line has one is a kernel's
 
 
@@ -51,6 +52,7 @@ class RunCPU:
     def __exit__(self, *exc):
         self.stopped.set()
         if self.cgroups:
+            self._drain()
             self.total, self.kernel_seconds = self._usage(self.run), self._usage(self.kernels)
             for group in (self.kernels, self.run):  # empty once the run's processes are gone
                 try:
@@ -59,6 +61,14 @@ class RunCPU:
                     pass
         else:
             self.total = self._children_cpu() - self._children_before
+
+    def _drain(self):
+        """Wait until no process is left in the run's cgroups: a run's last processes (a worker's template, a
+        stopping kernel) may still be exiting when its first process has, and their CPU counts too."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and any((group / "cgroup.procs").read_text().strip()
+                                                  for group in (self.run, self.kernels)):
+            time.sleep(POLL_SECONDS)
 
     @staticmethod
     def _usage(group):
