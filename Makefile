@@ -7,8 +7,9 @@
 #   make test-fast the test suite without the whole-class runs marked slow
 #
 # Building blocks:
-#   make venv          .venv from the exact pins in requirements.txt + constraints.txt (only when they changed),
-#                      made by PYTHON (default python3: 3.11 from 3.11.2, or 3.12, as Debian 12 and Ubuntu 24.04 ship)
+#   make venv          .venv from the exact pins in requirements.txt + constraints.txt, with grading/ installed
+#                      editable (only when they or pyproject.toml changed), made by PYTHON (default python3:
+#                      3.11 from 3.11.2, or 3.12, as Debian 12 and Ubuntu 24.04 ship)
 #   make venv-python   the interpreter make venv uses, and whether it is supported (PYTHON_VERSIONS)
 #   make system-deps   Debian packages: bubblewrap (grading sandbox), chromium (feedback page test), postgresql
 #                      (the PostgreSQL gradebook test), python3-venv (venvs from Debian's python3)
@@ -66,8 +67,10 @@ demo-clean:
 	rm -rf $(DEMO)
 
 # VENV_STAMP holds the digest of the pins the venv was installed from: it is reinstalled when the pins change,
-# not when a fresh clone next to an existing .venv merely gives requirements.txt a newer time stamp.
-PINS       := $(shell cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+# not when a fresh clone next to an existing .venv merely gives requirements.txt a newer time stamp. The grading
+# package itself is installed editable (pyproject.toml: its kernel provisioners are entry points), so its
+# pyproject.toml counts as a pin.
+PINS       := $(shell cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 VENV_STAMP ?= $(VENV)/.installed
 venv:
 	@if [ "$$(cat $(VENV_STAMP) 2>/dev/null)" != "$(PINS)" ]; then \
@@ -75,6 +78,7 @@ venv:
 	  $(MAKE) --no-print-directory venv-python || exit 1; \
 	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	  $(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt && \
+	  $(BIN)/python -m pip install --quiet --no-deps -e . && \
 	  echo "$(PINS)" > $(VENV_STAMP); \
 	fi
 

@@ -6,22 +6,24 @@ what it does (`c.Class.trait`, in the module given), and a few an instructor mus
 purpose (tests/test_course_config.py keeps both so).
 """
 import os
-import sys
 
 import nbgrader
 from nbgrader.converters import Autograde
+from nbgrader.coursedir import CourseDirectory
+
+# The course's own nbgrader plugins and preprocessors: the grading package, installed into .venv by `make venv`.
+from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK, REFERENCE_MODULE
+from grading.plugins.intake import refuse_unsafe_submissions
+from grading.plugins.quiet_logs import ignore_gradebook_sawarnings
 
 c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
-
-# The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
-from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
-from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
 # The course directory is the repository root: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = COURSE_ID
+# The grader's reference backward passes (source/<assignment>/gradcheck_reference.py) stay instructor-side:
+# generate_assignment leaves them out of release/, autograde never copies them next to a student's notebook.
+c.CourseDirectory.ignore = [*CourseDirectory.class_traits()["ignore"].default(), REFERENCE_MODULE + ".py"]
 
 # What students see in place of each solution region: nbgrader's stub, c.ClearSolutions.code_stub.
 
@@ -39,9 +41,11 @@ c.PercentPerDayLate.percent_per_day = 10.0
 # Feedback returned to students: nbgrader's defaults plus ClearHiddenTests, because autograding restores the
 # hidden tests into each test cell and nbgrader would otherwise print them in the feedback (nbgrader issue 1363).
 # The bundle's ClearHiddenTests reads only test cells, so a marker comment in an answer cannot stop the feedback.
+# BoundStudentCells (grading/plugins/page_budget.py) shows at most c.BoundStudentCells.max_cell_kb of each cell.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "grading.plugins.clear_hidden_tests.ClearHiddenTests",
+    "grading.plugins.page_budget.BoundStudentCells",   # a page shows at most 64 KB of a cell (its budget)
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "grading.plugins.wrap_output.WrapOutputLines",
 ]
@@ -86,8 +90,12 @@ c.WarmKernels.preload = ["numpy", "scipy.special", "sklearn.datasets", "sklearn.
 c.WarmKernels.preload_files = {"nn": os.path.join(c.CourseDirectory.root, "release", ASSIGNMENT, "nn.py")}
 # Backprop, not numerics: elementwise answers (Multiply, Sum) whose backward calls forward, uses complex numbers or
 # differentiates numerically keep their points but are flagged needs_manual_grade (grading/plugins/numerics_review.py,
-# c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission with the course secret
-# in seed_secret (c.SeedSalt.*, grading/trusted/seed_salt.py): keep that file with gradebook.db.
+# c.FlagNumericalBackward.*, after SaveAutoGrades). Hidden inputs are salted per submission (its cells and every file
+# that reaches the sandbox) with the course secret in seed_secret (c.SeedSalt.*, grading/trusted/seed_salt.py): keep
+# that file with gradebook.db.
+# The grader's own work on student text has a budget per student, decided before the work (docs/operations.md, "The
+# grader's own budget"): c.FlagNumericalBackward.max_cell_kb / max_notebook_kb (cells not parsed: flagged),
+# c.CleanStudentHtml.max_kb / max_depth / max_notebook_kb (markup shown as plain text, not cleaned).
 # Also configurable: c.TrustedModules.* (the trusted gradcheck/nn copies test cells import, and the allow-list of
 # modules the grader itself imports: grading/trusted/modules.py) and c.ScratchBuilder.* (the support files copied
 # into the sandbox, never instructor-only ones: grading/sandbox/scratch.py).

@@ -20,5 +20,9 @@ GRADED_FILE = "graded.json"           # autograded/graded.json: {student: digest
 # Modules test cells import from trusted copies (source/<ASSIGNMENT>/ and the course root), never the student's.
 # The checker is a small set of modules shipped next to the notebook (gradcheck_engine.py says which does what).
 TRUSTED_MODULES = ("gradcheck", "gradcheck_engine", "gradcheck_records", "gradcheck_text", "gradcheck_display",
-                   "gradcheck_values", "gradcheck_compare", "gradcheck_layers", "gradcheck_models", "nn")
+                   "gradcheck_values", "gradcheck_compare", "gradcheck_layers", "gradcheck_models", "nn",
+                   "gradcheck_reference")
+# The instructor's reference backward passes: source/<ASSIGNMENT>/<REFERENCE_MODULE>.py, a trusted module that is
+# never released (nbgrader_config.py's CourseDirectory.ignore) and never copied next to a student's notebook.
+REFERENCE_MODULE = "gradcheck_reference"
 RECORDS_MODULE = "gradcheck_records"   # the trusted module test cells hand their check records to

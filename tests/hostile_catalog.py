@@ -13,6 +13,10 @@ Every entry writes one submission folder (submitted/<student>/ex09_backprop/) fr
   folder itself a link, too many files. Each is refused whole at intake (grading/plugins/intake.py): zero on
   every item and the reason in the grade report; the control entry with an ordinary sub-folder is graded.
 
+* PATHOLOGICAL: honest answers plus what once cost the grader's own process without bound (a code cell over the
+  numerics flag's parse limit, markup nested 3000 deep, a notebook nested 100,000 deep): each keeps its points
+  and costs its student one problem line (the limits are tested; the full sizes are benchmarks/bench_pathological.py).
+
 tests/test_hostile_submissions.py grades each catalog as one class with the real pipeline.
 """
 import base64
@@ -786,4 +790,45 @@ INTAKE = [
     Entry("too-many-files", "the correct notebook and 200 more files", _too_many_files,
           problem=REFUSED + "more than 200 files and folders"),
     Entry("nested-files", "the control: the correct notebook and an ordinary sub-folder", _nested_files, earns=ALL),
+]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# PATHOLOGICAL: what costs the grader's own process (issue 21, item 5), at test size -- the limits are what is
+# tested; benchmarks/bench_pathological.py grades the full-size ones (6 MB cell, 1 MB of markup, 100,000 deep).
+# Each is graded like any student (its points unchanged) and costs its student one problem line, never the class.
+
+def _big_code_cell(ctx, folder):
+    nb = ctx.notebook(ALL)
+    insert_code(nb, "code-02", "table = [" + "0, " * 40_000 + "]", "big-cell")          # 117 KB
+    write(folder, nb, ctx=ctx)
+
+
+NESTED_MARKUP = "<div>" * 3000 + "deep" + "</div>" * 3000
+
+
+def _nested_markup(ctx, folder):
+    nb = ctx.notebook(ALL)
+    cell = nbformat.v4.new_markdown_cell(NESTED_MARKUP)
+    cell.id = "nested-markup"
+    nb.cells.insert(cell_index(nb, "code-02") + 1, cell)
+    insert_code(nb, "code-02", f"from IPython.display import HTML\nHTML({'<span>' * 3000 + 'deep'!r})",
+                "nested-output")
+    write(folder, nb, ctx=ctx)
+
+
+def _deeply_nested(ctx, folder):
+    text = nbformat.writes(ctx.notebook(ALL))
+    deep = "[" * 100_000 + "]" * 100_000
+    write(folder, raw=text.replace('"metadata": {', f'"metadata": {{"deep": {deep}, ', 1).encode(), ctx=ctx)
+
+
+PATHOLOGICAL = [
+    Entry("big-code-cell", "the correct answers and a 117 KB code cell (the numerics flag parsed every cell, "
+          "twice: a 6 MB cell took the grader to 3.1 GB)", _big_code_cell, earns=ALL,
+          problem="(over 64 KB) and was not read"),
+    Entry("nested-markup", "the correct answers, a markdown cell and an HTML output nested 3000 deep (bleach "
+          "is quadratic in the nesting)", _nested_markup, earns=ALL, problem="shown as plain text: cell"),
+    Entry("deep-nesting", "the notebook's JSON nested 100,000 deep (RecursionError stopped `make report`)",
+          _deeply_nested, problem="backprop.ipynb nests 100004 levels deep (over 100): not read"),
 ]

@@ -1,8 +1,10 @@
-"""The architecture map (docs/architecture.md) matches the tree, production code never imports the tests, and
-nothing imports the instructor commands of grading/cli/ (fast)."""
+"""The architecture map (docs/architecture.md) matches the tree, the trust boundary is one package that only its
+host sides import, modules stay small, nothing imports the instructor commands of grading/cli/, and production
+code never imports the tests (fast)."""
 import ast
 import os
 import re
+import sys
 
 from conftest import REPO
 
@@ -12,8 +14,9 @@ KNOWN_MODULES = {
     "grading/course.py": None,
     "grading/plugins/": ["trusted_execute.py", "sanitize.py", "late_penalty.py", "due_date.py",
                          "release_feedback.py", "feedback_page.py", "wrap_output.py", "quiet_logs.py"],
-    "grading/sandbox/": ["kernel_manager.py"],
-    "grading/rpc/": ["client.py"],
+    "grading/sandbox/": ["kernel_manager.py", "provisioners.py"],
+    "grading/rpc/": ["client.py", "transport.py", "session.py", "kernel_handle.py"],
+    "grading/in_sandbox/": ["wire.py", "rpc_server.py", "fork_server.py", "warm_child.py"],
     "grading/cli/": ["grade_class.py", "feedback.py", "run_instructor.py", "demo_course.py", "roster.py"],
     "grading/class_grading/": ["class_run.py", "autograde_one.py", "gradebook_rows.py", "recording.py",
                                "dask_tasks.py", "up_to_date.py", "ship_package.py", "problems.py", "feedback.py"],
@@ -66,7 +69,7 @@ def test_the_map_names_the_modules_every_version_of_the_tree_has():
 
 def test_the_map_draws_the_trust_boundary():
     section = map_section()
-    assert "bwrap sandbox" in section and "grading/rpc/kernel_side.py" in section
+    assert "bwrap sandbox" in section and "grading/in_sandbox/" in section
 
 
 def production_sources():
@@ -134,3 +137,70 @@ def test_nothing_imports_the_commands():
                  for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())) if imports_a_command(node)]
     assert not offenders
     assert any("/tests/" in path for path in files) and any("/benchmarks/" in path for path in files)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the trust boundary: grading/in_sandbox/ holds everything that runs inside the sandbox
+# ---------------------------------------------------------------------------------------------------------------
+
+IN_SANDBOX = REPO / "grading" / "in_sandbox"
+# What the sandboxed processes have besides the standard library and numpy, per module: the warm child loads the
+# seccomp filter (pyseccomp) and starts the kernel (ipykernel), both from the read-only venv.
+THIRD_PARTY_INSIDE = {"seccomp.py": {"pyseccomp"}, "warm_child.py": {"ipykernel"}}
+# The host sides of the boundary: the only code outside the package that imports it.
+HOST_SIDES = ("grading/rpc/", "grading/sandbox/")
+
+
+def imports_of(source):
+    """(top-level module name or "." for a relative import, line) of every import, wherever it is."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:      # "." within the package; ".." would reach out of it
+                yield "." * node.level, node.lineno
+            else:
+                yield from ((f"{node.module}.{alias.name}", node.lineno) for alias in node.names)
+
+
+def test_the_in_sandbox_package_imports_only_the_standard_library_numpy_and_itself():
+    modules = sorted(IN_SANDBOX.glob("*.py"))
+    assert {"__init__.py", "wire.py", "rpc_server.py", "rpc_serving.py", "fork_server.py", "warm_child.py",
+            "linux.py", "seccomp.py"} <= {m.name for m in modules}
+    offenders = []
+    for module in modules:
+        allowed = set(sys.stdlib_module_names) | {"numpy", "__future__"} | THIRD_PARTY_INSIDE.get(module.name, set())
+        offenders += [(module.name, line, name) for name, line in imports_of(module.read_text())
+                      if name != "." and name.split(".")[0] not in allowed]
+    assert offenders == []
+
+
+def test_only_the_host_sides_import_the_in_sandbox_package():
+    offenders = []
+    for path in production_sources():
+        rel = os.path.relpath(path, REPO)
+        if rel.startswith(("grading/in_sandbox/", *HOST_SIDES)):
+            continue
+        source = open(path, encoding="utf-8").read()
+        offenders += [(rel, line) for name, line in imports_of(source)
+                      if name.startswith(("grading.in_sandbox", "in_sandbox"))]
+        offenders += [(rel, "mentions the package's name inside") for _ in re.finditer(r"_grading_in_sandbox", source)]
+    assert offenders == []
+
+
+def test_the_in_sandbox_package_is_shipped_whole():
+    """No list of its files is kept anywhere: the RPC and the warm template ship what is in the directory."""
+    from grading import in_sandbox
+    assert list(in_sandbox.sources()) == sorted(p.name for p in IN_SANDBOX.glob("*.py"))
+    for path in production_sources():
+        source = open(path, encoding="utf-8").read()
+        assert not re.search(r"[\"']fork_server\.py[\"']|[\"']rpc_server\.py[\"']|[\"']wire\.py[\"']", source), path
+
+
+def test_no_module_needs_a_scroll_bar():
+    """No module of grading/ or of the checker shipped next to the notebook over about 350 lines (classes and
+    functions: above); the bug catalog is data, one entry per catalogued bug."""
+    modules = [*(REPO / "grading").rglob("*.py"), *(REPO / "source").rglob("*.py")]
+    too_long = [f"{p.relative_to(REPO)} ({n})" for p in sorted(modules) if "__pycache__" not in p.parts
+                and p.name != "bug_catalog.py" and (n := len(p.read_text(encoding="utf-8").splitlines())) > 350]
+    assert len(modules) > 40 and too_long == []

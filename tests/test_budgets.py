@@ -184,3 +184,53 @@ def test_mounts_of_a_killed_grader_are_swept(tmp_path):
     finally:
         quota.unmount(str(mine / "scratch"))
         quota.unmount(str(base / "scratch"))
+
+
+# ------------------------------------------------ the grader's own work on student data (issue 21.5), fast ----
+
+def test_reports_read_a_notebook_only_within_its_size_and_nesting(tmp_path):
+    from grading.reporting import bounded_read
+    path = tmp_path / "backprop.ipynb"
+    path.write_text('{"cells": [], "metadata": {"x": "[[[[[[" }, "nbformat": 4, "nbformat_minor": 5}')
+    assert bounded_read.nesting_depth(path.read_bytes()) == 2 and bounded_read.read_json(path)["cells"] == []
+    path.write_text('{"deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match=r"^backprop.ipynb nests 100001 levels deep \(over 100\): not read$"):
+        bounded_read.read_json(path)
+    with pytest.raises(ValueError, match="is 0 MB .over 0 MB.: not read"):
+        bounded_read.read_json(path, max_bytes=1000)
+    os.mkfifo(tmp_path / "pipe.ipynb")
+    with pytest.raises(OSError):                        # never opened for reading as a notebook, never blocks
+        bounded_read.read_json(tmp_path / "pipe.ipynb")
+
+
+def test_markup_over_the_cleaning_budget_is_shown_as_plain_text_in_linear_time():
+    from grading.plugins.clean_html import CleanStudentHtml, markup_depth
+    assert markup_depth("<table><tr><td>1<br><img src=x></td></tr></table>") == 3
+    nested = "<div>" * 5000 + "x" + "</div>" * 5000
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(nested), nbformat.v4.new_markdown_cell("**fine**"),
+        nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/html": "<span>" * 5000, "text/plain": "x"})])])
+    start = time.monotonic()
+    nb, _ = CleanStudentHtml().preprocess(nb, {"nbgrader": {}})
+    assert time.monotonic() - start < 5            # bleach on this: about 2 s per 85 KB, quadratic
+    assert nb.cells[0].source.startswith("```text\n<div><div>") and "<strong>fine</strong>" in nb.cells[1].source
+    assert nb.cells[2].outputs[0].data == {"text/plain": "x", "text/html": "<pre>" + "&lt;span&gt;" * 5000 + "</pre>"}
+    assert nb.metadata[METADATA_KEY][PROBLEMS] == [
+        "markup over the cleaning limits (256 KB, 100 levels deep, 2048 KB in all) shown as plain text: cell 0, 2"]
+
+
+def test_a_feedback_page_shows_at_most_its_budget_of_a_cell():
+    from grading.plugins.page_budget import BoundStudentCells
+    big = "a = 1\n" * 30_000
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(big, outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="y\n" * 100_000)]),
+        nbformat.v4.new_markdown_cell("<b>" * 40_000), nbformat.v4.new_code_cell("small = 1")])
+    nb, _ = BoundStudentCells().preprocess(nb, {})
+    code, markdown, small = nb.cells
+    assert len(code.source) < 66 << 10 and code.source.endswith(
+        "# [grader: this cell is 176 KB; the feedback page shows its first 64 KB. The whole cell is in the "
+        "submitted notebook.]")
+    assert len(code.outputs[0].text) < 66 << 10 and "of output; shown: the first 64 KB" in code.outputs[0].text
+    assert markdown.source.startswith("```text\n<b><b>") and len(markdown.source) < 66 << 10
+    assert small.source == "small = 1"

@@ -47,7 +47,7 @@ def kernel(tmp_path_factory):
         reply = kc.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
         assert reply["content"]["status"] == "ok", reply["content"]
     run("import numpy as np, nn\nfrom scipy.special import softmax")
-    rk = remote.RemoteKernel(km, str(scratch), timeout=30)
+    rk = remote.RemoteKernel(remote.UnsandboxedKernel(km), str(scratch), timeout=30)
     yield run, rk, km
     kc.stop_channels()
     km.shutdown_kernel(now=True)

@@ -118,7 +118,11 @@ import importlib.util, json, os, sys
 from dask.distributed import Client, LocalCluster
 cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, scheduler_port=0,
                        dashboard_address=None, silence_logs=40)
+def forget_installed_grading():
+    # A remote worker has the course's environment, but not this checkout's editable install of grading.
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
 with Client(cluster) as client:
+    client.run(forget_installed_grading)
     seen = client.run(lambda: (os.getcwd(), importlib.util.find_spec("grading") is not None))
 print(json.dumps(list(seen.values())), flush=True)
 print(cluster.scheduler_address, flush=True)

@@ -11,6 +11,11 @@
 * Feedback: `nbgrader generate_feedback` writes a page for every autograded student (a hidden-test marker in an
   answer included) and exits 0; no page holds anything live; `make feedback` (grading.cli.feedback) names a
   student whose page cannot be written and carries on.
+* The pathological catalog (the grader's own budgets, issue 21.5) is graded by `grading.cli.grade_class`, fed
+  back by `make feedback` (grading.cli.feedback) and reported by `make report` (grading.cli.report), then the big
+  cell's student again by plain `nbgrader autograde` and `generate_feedback` (formgrader's buttons run the same
+  converters): each costs its student one problem line and nothing else; every other student's grade, feedback
+  page and report row are the honest student's.
 * The intake catalog is graded twice, by `nbgrader autograde` and by `grading.cli.grade_class --workers 2`: each
   entry is refused whole with its reason (the control entry is graded), and no pipe planted in a submission or
   behind one of its links is ever opened -- by grading, feedback or the report.
@@ -28,10 +33,12 @@ import time
 import nbformat
 import psutil
 import pytest
+from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, BIN, REPO, nbgrader, solution_and_hidden_lines
+from grading.course import COURSE_ID, PROBLEMS_FILE
 from grading.reporting import grades as report
-from hostile_catalog import CHEATS, INTAKE, MALFORMED, NOTEBOOK, POINTS
+from hostile_catalog import CHEATS, INTAKE, MALFORMED, NOTEBOOK, PATHOLOGICAL, POINTS
 from hostile_course import (HONEST, LIVE_MARKUP, PipeWatch, build_class, gradebook_consistency_problems,
                             grades_in_db, hash_tree, instructor_tables, leaked_lines, outputs_of_tests)
 
@@ -342,3 +349,72 @@ def test_repository_config_sanitizes_with_grading_sanitize():
     assert ("grading.plugins.sanitize.DeduplicateIds" in config
             and "grading.plugins.sanitize.CheckCellMetadata" in config), (
         "c.Autograde.sanitize_preprocessors in nbgrader_config.py must use grading.plugins.sanitize")
+
+
+# ------------------------------------------------------------------------------------ pathological (budgets) ----
+
+@pytest.fixture(scope="module")
+def pathological_class(tmp_path_factory):
+    course = build_class(tmp_path_factory.mktemp("pathological") / "course", PATHOLOGICAL)
+    before = _snapshot(course)
+    start = time.monotonic()
+    logs = []
+    for module, *args in (("grading.cli.grade_class", "--workers", "1"), ("grading.cli.feedback",),
+                          ("grading.cli.report", "--course", ".")):
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=course, env=ENV, text=True,
+                              capture_output=True, timeout=900)
+        assert proc.returncode == 0, f"{module}:\n{proc.stdout}\n{proc.stderr}"
+        logs.append(proc.stdout + proc.stderr)
+    print(f"\npathological class: graded, fed back and reported in {time.monotonic() - start:.0f} s")
+    return Graded(course, before, "\n".join(logs), time.monotonic() - start)
+
+
+def _page(course, student):
+    return (course / "feedback" / student / ASSIGNMENT / "backprop.html").read_text()
+
+
+@pytest.mark.parametrize("entry", PATHOLOGICAL, ids=lambda e: e.name)
+def test_a_pathological_submission_costs_its_student_one_problem_line(pathological_class, entry):
+    graded = pathological_class
+    row = graded.rows[entry.name]
+    assert row.items == _by_item(entry.expected) and row.total == sum(entry.expected.values())
+    assert entry.problem in (row.problem or ""), row.problem
+    assert "\n" not in row.problem
+    if entry.name in graded.grades:
+        assert graded.grades[entry.name] == entry.expected
+    _assert_untouched(graded)
+    assert f"{HONEST} " in graded.log and "Traceback" not in graded.log      # the report printed the whole class
+    report_csv = (graded.course / "reports" / "grades_by_item.csv").read_text()
+    assert all(student in report_csv for student in graded.students)
+    assert (graded.course / "reports" / "misconceptions.csv").is_file()
+
+
+def test_pathological_feedback_pages_are_bounded_and_the_others_unchanged(pathological_class):
+    course = pathological_class.course
+    assert _pages(course) == sorted([HONEST, "big-code-cell", "nested-markup"])
+    big = _page(course, "big-code-cell")
+    assert "the feedback page shows its first 64 KB" in big and len(big) < len(_page(course, HONEST)) + (2 << 20)
+    nested = _page(course, "nested-markup")
+    assert "&lt;div&gt;&lt;div&gt;" in nested and "<div><div><div><div><div><div>" not in nested
+    honest_page = re.sub(r"\s+", " ", _page(course, HONEST))
+    assert "shows its first" not in honest_page and "cleaning limits" not in honest_page
+
+
+def test_numerics_flag_does_not_parse_a_cell_over_its_limit_under_plain_nbgrader(pathological_class, tmp_path):
+    """The same budgets under plain `nbgrader autograde` and `generate_feedback` (formgrader's buttons)."""
+    course = tmp_path / "course"
+    shutil.copytree(pathological_class.course, course, symlinks=True)
+    nbgrader(course, "autograde", ASSIGNMENT, "--student", "big-code-cell", "--force")
+    nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "big-code-cell", "--force")
+    row = _report_rows(course)["big-code-cell"]
+    assert row.items == _by_item(FULL) and "(over 64 KB) and was not read" in row.problem
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+        flagged = {g.name for nb in gb.find_submission(ASSIGNMENT, "big-code-cell").notebooks for g in nb.grades
+                   if g.needs_manual_grade}
+    assert flagged == {"test_multiply_backward", "test_sum_backward"}
+    assert "the feedback page shows its first 64 KB" in _page(course, "big-code-cell")
+    (course / "autograded" / PROBLEMS_FILE).unlink()                 # what only the class run records
+    proc = nbgrader(course, "autograde", ASSIGNMENT, "--student", "deep-nesting", "--force", check=False)
+    assert "error processing assignment" in proc.stdout + proc.stderr        # nbgrader cannot read it either
+    assert _report_rows(course)["deep-nesting"].problem == (
+        "not autograded: backprop.ipynb nests 100004 levels deep (over 100): not read")

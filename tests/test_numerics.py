@@ -179,6 +179,40 @@ def test_salt_is_the_same_for_the_same_cells_and_changes_with_one_byte(tmp_path)
     assert 0 < salt < 2 ** 128
 
 
+def test_salt_covers_every_file_that_reaches_the_sandbox_and_never_follows_a_link(tmp_path):
+    """Issue 21.6: the same cells with one more (or one changed) file of the submission draw other inputs."""
+    seeds, nb = SeedSalt(), _notebook("x = 1  # answer")
+    sub = tmp_path / "sub"
+    (sub / "data").mkdir(parents=True)
+    (sub / "nn.py").write_text("released\n")
+    (sub / "data" / "a.txt").write_text("a")
+    salt = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    assert salt == seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    (sub / "backprop.ipynb").write_text("{}")                       # notebooks count by the graded one's cells
+    (sub / "__pycache__").mkdir()                                   # never copied into the sandbox
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") == salt
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex10") != salt   # the assignment
+    (sub / "answers.npz").write_bytes(b"precomputed")
+    with_file = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    assert with_file != salt
+    (sub / "answers.npz").write_bytes(b"precomputes")
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") not in (salt, with_file)
+    (sub / "answers.npz").unlink()
+    (sub / "data" / "a.txt").write_text("b")                         # any file, in any folder
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") != salt
+    (sub / "data" / "a.txt").write_text("a")
+    (sub / "empty").mkdir()                                          # a folder reaches the sandbox too
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") != salt
+    (sub / "empty").rmdir()
+    fifo, target = sub / "pipe", tmp_path / "target"
+    os.mkfifo(fifo)                                                  # never opened (it would block)
+    target.write_text("one")
+    (sub / "link").symlink_to(target)                                # counted by name, never followed
+    linked = seeds.salt(nb, str(tmp_path), str(sub), "ex09")
+    target.write_text("two")
+    assert seeds.salt(nb, str(tmp_path), str(sub), "ex09") == linked != salt
+
+
 def test_secret_file_is_relative_and_never_a_link(tmp_path):
     with pytest.raises(TraitError):
         SeedSalt(secret_file="/etc/seed_secret")
@@ -235,3 +269,39 @@ def test_what_counts_as_numerical():
     assert signs("class Sum:\n    backward = lambda self, d_out: self.forward(self.cache)") == ["calls forward"]
     assert signs("class Sum:\n    def backward(self, d_out:\n") == []          # a syntax error flags nothing
     assert signs("def forward(x):\n    return x * 1j") == []                     # only backward is read
+
+
+def test_dynamic_access_to_forward_and_steps_written_as_expressions_are_flagged():
+    """Issue 21.7: getattr(self, "for" + "ward") with h = 2.0 ** -20 passed unflagged."""
+    backward = "class Sum:\n    def backward(self, d_out):\n        {}\n"
+    issue = ('f = getattr(self, "for" + "ward"); h = 2.0 ** -20\n'
+             '        return (f(self.cache + h) - f(self.cache)) / h * d_out')
+    assert signs(backward.format(issue)) == ["calls forward", "uses a finite-difference step (9.53674e-07)"]
+    assert signs(backward.format("return getattr(self, 'back' + 'ward')")) == []       # a name it can read
+    assert signs(backward.format("return getattr(self, name)(self.cache)")) == [
+        "reaches code by a name built at run time (getattr)"]
+    assert signs(backward.format("return operator.attrgetter(''.join(['f', 'orward']))(self)")) == [
+        "reaches code by a name built at run time (attrgetter)"]
+    assert signs(backward.format("return eval(code)")) == ["reaches code by a name built at run time (eval)"]
+    assert signs(backward.format("return type(self).__dict__[n](self, x)")) == [
+        "reaches code by a name built at run time (__dict__)"]
+    assert signs(backward.format("h = f'{1e-4}'; return x"))[0].startswith("uses a finite-difference step")
+    for step in ("1 / 1e6", "10 ** -6", "-(1/2) ** 30", "2 ** -12"):
+        assert signs(backward.format(f"h = {step}; return x")) == [
+            f"uses a finite-difference step ({abs(eval(step)):g})"], step
+    assert signs(backward.format("h = np.finfo(float).eps ** 0.5; return x")) == [
+        "uses a finite-difference step (finfo)"]
+    assert signs(backward.format("return d_out * 2 ** -1 * 2")) == []               # 0.5: not a step
+    assert signs(backward.format("return x * 10 ** 10 ** 10")) == []                # folded with floats: no hang
+
+
+def test_cells_over_the_budget_are_not_parsed_and_flag_both_answers(tmp_path):
+    review = FlagNumericalBackward(max_cell_kb=4, max_notebook_kb=8)
+    cells = ["x = 1", "y = [" + "1, " * 2000 + "]", "z = 2"]
+    parsed, unread = review.parse_cells(_notebook(*cells))
+    assert unread == ["code cell 1 is 6 KB (over 4 KB) and was not read"] and sorted(parsed) == [0, 2]
+    many = _notebook(*["# " + "x" * 3000] * 4)
+    assert review.parse_cells(many)[1] == ["the code cells are over 8 KB in all and cells 2 on were not read"]
+    deep = _notebook("x = " + "-" * 200_000 + "1")
+    assert FlagNumericalBackward(max_cell_kb=1024).parse_cells(deep)[1] in (
+        [], ["code cell 0 nests too deep to be read"])

@@ -174,3 +174,88 @@ def test_hidden_inputs_follow_the_submission_and_the_secret_stays_with_the_cours
     for folder in ("release", "autograded", "feedback", "submitted"):
         for path in (course / folder).rglob("*"):
             assert not path.is_file() or secret not in path.read_bytes(), path
+
+
+# ------------------------------------------------------- exfiltrate, then resubmit with the answers (issue 21.6) -----
+
+# nll_grad answered from a table of precomputed answers shipped as a file of the submission (answers.npz, keyed by
+# a hash of the inputs); every input it has no answer for is recorded, and the last cell prints the record.
+LOOKUP = '''
+import base64, hashlib, io
+
+def _key(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(repr((a.shape, a.dtype.str)).encode() + a.tobytes())
+    return h.hexdigest()
+
+try:
+    ANSWERS = dict(np.load("answers.npz"))
+except OSError:
+    ANSWERS = {}
+RECORD, HITS = {}, []
+
+def nll_grad(X, W, b, Y):
+    key = _key(X, W, b, Y)
+    if key + "W" in ANSWERS:
+        HITS.append(key)
+        return ANSWERS[key + "W"].copy(), ANSWERS[key + "b"].copy()
+    RECORD[key] = (X.copy(), W.copy(), b.copy(), Y.copy())
+    return np.zeros_like(W), np.zeros_like(b)
+'''
+EXFILTRATE = ("buf = io.BytesIO()\n"
+              "np.savez(buf, **{k + n: a for k, arrays in RECORD.items() for n, a in zip('XWbY', arrays)})\n"
+              "print('answers', len(ANSWERS), 'hits', len(HITS))\n"
+              "print('record', base64.b64encode(buf.getvalue()).decode())")
+
+
+def _exfiltrated(course, student):
+    """What the last cell printed: (its first line, the recorded inputs {key: (X, W, b, Y)})."""
+    import base64
+    import io
+
+    import numpy as np
+    nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    first, record = text.split("\n")[0], text.split("record ", 1)[1].strip()
+    arrays = np.load(io.BytesIO(base64.b64decode(record)))
+    keys = sorted({name[:-1] for name in arrays.files})
+    return first, {k: tuple(arrays[k + n] for n in "XWbY") for k in keys}
+
+
+def test_a_file_of_answers_to_exfiltrated_hidden_inputs_does_not_replay(tmp_path):
+    """Issue 21.6: a student prints the hidden inputs its nll_grad received, computes the answers offline and
+    resubmits the same cells plus answers.npz. The salt covers every file that reaches the sandbox, so the
+    resubmission is graded on other inputs: no answer of the file is used, the points stay what the lookup earns
+    on its own. (Today's main: the same cells drew the same inputs, and nll_grad went from 0 to 3 of 3.)"""
+    import io
+
+    import numpy as np
+    course = make_class(tmp_path / "course")
+    with open(course / "nbgrader_config.py", "a") as config:   # a wide output channel, for the test's speed only
+        config.write("\nc.TrustedExecute.max_output_bytes_per_cell = 256 << 20\n"
+                     "c.TrustedExecute.max_output_bytes_per_notebook = 512 << 20\n"
+                     "c.LimitOutput.max_lines = -1\nc.SandboxedKernelManager.max_message_mb = 128\n")
+    nb = sample_class.student_notebook(course / "release" / ASSIGNMENT / NOTEBOOK, {"nll_grad": LOOKUP})
+    nb.cells.append(new_code_cell(EXFILTRATE))
+    folder = submit(course, "mallory", notebook_bytes=nbformat.writes(nb).encode())
+    nbgrader(course, "autograde", ASSIGNMENT, "--student", "mallory", "--force")
+    first_grades = graded_outputs(course, "mallory")[0]
+    line, record = _exfiltrated(course, "mallory")
+    assert line == "answers 0 hits 0" and record
+    assert sum(first_grades.values()) == first_grades["test_nll_grad"] == 0.0     # zeros: nothing right
+
+    answers = {}
+    for key, (X, W, b, Y) in record.items():          # offline: the instructor's own nll_grad on each input
+        answers[key + "W"], answers[key + "b"] = ref.nll_grad(X, W, b, Y)
+    buf = io.BytesIO()
+    np.savez(buf, **answers)
+    (folder / "answers.npz").write_bytes(buf.getvalue())
+    nbgrader(course, "autograde", ASSIGNMENT, "--student", "mallory", "--force")
+    grades = graded_outputs(course, "mallory")[0]
+    line, record_again = _exfiltrated(course, "mallory")
+    assert line.startswith(f"answers {len(answers)} hits ")          # the file reached the kernel...
+    assert grades == first_grades                                     # ...and earned nothing: 0, not 3 of 3
+    assert record_again and not set(record_again) & set(record)       # the graded inputs were all new (the
+    # hits: the public examples of the notebook's own self-check cells, which are never salted)

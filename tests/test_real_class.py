@@ -40,7 +40,7 @@ def clone(dest):
 def current_stamp(course):
     """A venv stamp saying the venv was installed from the clone's pins, as `make venv` writes it (the shared
     .venv's own stamp is not the tests' to write)."""
-    pins = (course / "requirements.txt").read_bytes() + (course / "constraints.txt").read_bytes()
+    pins = b"".join((course / name).read_bytes() for name in ("requirements.txt", "constraints.txt", "pyproject.toml"))
     stamp = course.parent / "venv-stamp"
     stamp.write_text(hashlib.sha256(pins).hexdigest() + "\n")
     return stamp

@@ -6,9 +6,11 @@ import shutil
 
 import nbformat
 from nbclient import NotebookClient
+from nbgrader.utils import find_all_files
 
 from conftest import ASSIGNMENT, RELEASE_DIR, REPO, SOURCE_NB, nbgrader, solution_and_hidden_lines
-from grading.course import TRUSTED_MODULES
+from grading.course import REFERENCE_MODULE, TRUSTED_MODULES
+from grading.course_config import course_directory
 from grading.fixtures import reference_solutions as ref
 from grading.notebook_items import graded_items
 
@@ -165,6 +167,26 @@ def test_both_checker_modules_are_released_and_trusted():
     for module in ("gradcheck", "gradcheck_engine"):
         assert (RELEASE_DIR / f"{module}.py").is_file() and module in TRUSTED_MODULES
     assert len((RELEASE_DIR / "gradcheck.py").read_text().splitlines()) <= 250   # a student reads it in minutes
+
+
+def test_the_reference_backward_stays_instructor_side(course):
+    """The grader's reference backward passes are a trusted module of source/ only: not in release/ (committed or
+    freshly generated), none of their lines in any released file, and never among the files nbgrader autograde
+    copies next to a student's notebook (CourseDirectory.ignore)."""
+    source = SOURCE_NB.parent / f"{REFERENCE_MODULE}.py"
+    assert source.is_file() and REFERENCE_MODULE in TRUSTED_MODULES
+    assert not (RELEASE_DIR / source.name).exists()
+    assert not (course / "release" / ASSIGNMENT / source.name).exists()
+    code = [line.strip() for line in source.read_text().split('"""', 2)[2].splitlines()]   # after its docstring
+    lines = {line for line in code if "d_" in line and not line.startswith(("#", "def "))}
+    assert len(lines) >= 5   # the guard guards something: every gradient formula
+    for path in RELEASE_DIR.rglob("*"):
+        if path.is_file():
+            leaked = [line for line in lines if line in path.read_text()]
+            assert not leaked, f"{path.name} leaks {leaked}"
+    coursedir = course_directory(course)
+    copied = find_all_files(str(course / "source" / ASSIGNMENT), coursedir.ignore + ["*.ipynb"])
+    assert copied and not [path for path in copied if path.endswith(source.name)]   # autograde's own rule
 
 
 def test_students_page_lists_every_answer_students_fill_in():

@@ -107,7 +107,7 @@ def test_socket_channel_is_used_and_round_trips(kernel):
     # no socket or per-call file is left in the scratch directory (the grader unlinks the socket once connected)
     assert not [p for p in os.listdir(kernel.scratch) if p.startswith("_rpc_")]
     # the kernel side is the package's files, installed as modules
-    assert kernel.run("import sys\nassert sys.modules['_grading_rpc.wire'].MAX_REPLY_BYTES == 16 << 20\n"
+    assert kernel.run("import sys\nassert sys.modules['_grading_in_sandbox.wire'].MAX_REPLY_BYTES == 16 << 20\n"
                       "assert [t for t in __import__('threading').enumerate() if t.name == 'grading-rpc']") is None
 
 
@@ -122,7 +122,7 @@ STUDENT_BREAKS = {
     "delete helper and socket files": """
         import sys, os, glob
         for p in glob.glob('*.sock'): os.remove(p)
-        for name in [m for m in sys.modules if m.startswith('_grading_rpc')]:
+        for name in [m for m in sys.modules if m.startswith('_grading_in_sandbox')]:
             sys.modules.pop(name)
         """,
     "kill the serving thread": """
@@ -154,7 +154,7 @@ STUDENT_BREAKS = {
         import sys
         def handle(self, payload):
             raise SystemExit(3)
-        sys.modules['_grading_rpc.kernel_side'].Server.handle = handle
+        sys.modules['_grading_in_sandbox.rpc_server'].Server.handle = handle
         """,
 }
 # what each break leads to: calls keep working, each call fails cleanly, or the channel (and so the kernel) is gone
@@ -202,7 +202,7 @@ def test_kernel_side_that_never_connects_is_a_clean_error(kernel):
 
 def test_symlink_in_scratch_is_not_followed(kernel, monkeypatch):
     """A student-planted symlink at the socket path makes the set-up fail (bind never follows), not redirect."""
-    import grading.rpc.client as remote
+    import grading.rpc.transport as remote
     target = kernel.tmp / "host-target"
     target.write_text("host file\n")
     os.symlink(target, kernel.scratch / "_rpc_00000000000000000000.sock")

@@ -1,6 +1,6 @@
-"""The RPC's wire format (grading/rpc/wire.py), its untrusted decoding (decode.py) and its kernel side
-(kernel_side.py) served in this process, without a kernel: the kernel side runs in a thread on one end of a
-socketpair, driven by the grader's own session and channel on the other end."""
+"""The RPC's wire format (grading/in_sandbox/wire.py), its untrusted decoding (grading/rpc/decode.py) and its kernel
+side (grading/in_sandbox/rpc_server.py, rpc_serving.py) served in this process, without a kernel: the kernel side
+runs in a thread on one end of a socketpair, driven by the grader's own session and channel on the other end."""
 import hashlib
 import io
 import json
@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grading.fixtures.bug_catalog import BUGS  # noqa: E402
-from grading.rpc import client, decode, kernel_side, wire  # noqa: E402
+from grading import in_sandbox  # noqa: E402
+from grading.in_sandbox import rpc_server, rpc_serving, wire  # noqa: E402
+from grading.rpc import client, decode, kernel_handle  # noqa: E402
 from grading.rpc.client import RemoteError, RemoteName  # noqa: E402
 
 
@@ -31,8 +33,8 @@ class LocalSession(client.RpcSession):
     def __init__(self, ns, **caps):
         super().__init__(**caps)
         grader_end, self.kernel_end = socket.socketpair()
-        self.server = kernel_side.Server(ns, self.max_result_bytes)
-        self.thread = threading.Thread(target=kernel_side.serve_connection, args=(self.kernel_end, self.server),
+        self.server = rpc_server.Server(ns, self.max_result_bytes)
+        self.thread = threading.Thread(target=rpc_serving.serve_connection, args=(self.kernel_end, self.server),
                                        daemon=True)
         self.thread.start()
         self.channel = client.Channel(grader_end, self.max_result_bytes, lambda: None)
@@ -383,13 +385,13 @@ def test_reply_over_the_cap_is_a_clean_remote_error(session):
 
 def test_forged_oversized_frame_is_discarded_whole(session):
     """A forged reply over the cap is read and dropped (never kept in memory) and the channel stays in step."""
-    original = kernel_side.encode_reply
-    kernel_side.encode_reply = lambda header, arrays, limit: b" " * (17 << 20)
+    original = rpc_server.encode_reply
+    rpc_server.encode_reply = lambda header, arrays, limit: b" " * (17 << 20)
     try:
         with pytest.raises(client.ReplyTooLarge, match=r"result too large \(17825792 bytes > 16777216\)"):
             RemoteName(session, "scale")(1.0)
     finally:
-        kernel_side.encode_reply = original
+        rpc_server.encode_reply = original
     assert RemoteName(session, "scale")(2.0) == 4.0
 
 
@@ -410,12 +412,12 @@ def test_interrupt_stops_a_looping_call(session):
     caller = threading.Thread(target=lambda: result.append(_call_catching(RemoteName(session, "spin"))))
     caller.start()
     deadline = time.monotonic() + 10
-    while not kernel_side._busy and time.monotonic() < deadline:
+    while not rpc_serving._busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    kernel_side.interrupt()
+    rpc_serving.interrupt()
     caller.join(10)
     assert isinstance(result[0], RemoteError) and str(result[0]) == "KeyboardInterrupt"
-    assert RemoteName(session, "scale")(1) == 2 and not kernel_side._busy
+    assert RemoteName(session, "scale")(1) == 2 and not rpc_serving._busy
 
 
 def _call_catching(fn):
@@ -442,8 +444,11 @@ def test_channel_closed_by_the_kernel_is_broken(session):
 # the bootstrap: the package files become the kernel side, in a fresh interpreter
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_version_is_the_hash_of_the_package_files():
-    sources = "".join((REPO / "grading" / "rpc" / f).read_text() for f in ("wire.py", "kernel_side.py"))
+def test_version_is_the_hash_of_the_whole_in_sandbox_package():
+    files = sorted((REPO / "grading" / "in_sandbox").glob("*.py"))
+    assert list(kernel_handle.SHIPPED) == [f.name for f in files]       # every module, no list kept by hand
+    sources = "".join(f.read_text() for f in files)
+    assert client.VERSION == in_sandbox.version(kernel_handle.SHIPPED)
     assert client.VERSION == hashlib.sha256(sources.encode()).hexdigest()[:16]
 
 
@@ -452,14 +457,13 @@ def test_bootstrap_installs_the_package_files_and_binds_no_student_name(tmp_path
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
-    code = client._BOOTSTRAP.format(package=client._PACKAGE, modules=client._MODULES, path=path,
-                                    options={"version": client.VERSION, "max_reply": wire.MAX_REPLY_BYTES})
+    code = kernel_handle.bootstrap_code(path, {"version": client.VERSION, "max_reply": wire.MAX_REPLY_BYTES})
     script = textwrap.dedent(f"""
         import sys
         ns = {{"__name__": "__main__", "double": lambda x: 2 * x}}
         exec({code!r}, ns)
-        print(sorted(k for k in ns if k != "__builtins__"), sorted(m for m in sys.modules if "grading" in m),
-              flush=True)
+        print(sorted(k for k in ns if k != "__builtins__"),
+              sorted(m for m in sys.modules if m.split(".")[0] in ("grading", "_grading_in_sandbox")), flush=True)
         sys.stdin.read()
         """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -471,9 +475,10 @@ def test_bootstrap_installs_the_package_files_and_binds_no_student_name(tmp_path
         hello = channel.receive(time.monotonic() + 30)
         assert wire.split_payload(hello)[0] == {"hello": client.VERSION}
         names = proc.stdout.readline()
-        assert names.strip() == ("['__name__', 'double'] ['_grading_rpc', '_grading_rpc.kernel_side', "
-                                 "'_grading_rpc.wire']")
-        request = wire.encode_payload({"op": "call", "ref": {"kind": "name", "name": "double"},
+        # the package and only the modules the kernel side imports (the warm template's stay unloaded)
+        assert names.strip() == ("['__name__', 'double'] ['_grading_in_sandbox', '_grading_in_sandbox.rpc_server', "
+                                 "'_grading_in_sandbox.rpc_serving', '_grading_in_sandbox.wire']")
+        request = wire.encode_payload({"op": wire.OP_CALL, "ref": {"kind": "name", "name": "double"},
                                        "args": {"t": "tuple", "v": [{"t": "int", "v": 21}]},
                                        "kwargs": {"t": "dict", "v": []}, "upload": [], "drop": []}, {})
         header, _ = decode.decode_reply(channel.exchange(request, time.monotonic() + 30))

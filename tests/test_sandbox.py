@@ -27,6 +27,7 @@ from grading.plugins.trusted_execute import TrustedExecute  # noqa: E402
 from grading.rpc.client import RemoteError, RemoteKernel, RemoteName  # noqa: E402
 from grading.rpc.decode import load_npy_untrusted  # noqa: E402
 from grading.sandbox.kernel_manager import SandboxedKernelManager, SandboxError  # noqa: E402
+from grading.sandbox.provisioners import SandboxedProvisioner, WarmProvisioner  # noqa: E402
 from grading.sandbox.warm_kernels import WarmKernelManager  # noqa: E402
 from grading.trusted.kernel_life import DeadKernel, KernelHandle  # noqa: E402
 from grading.trusted.runner import free_names  # noqa: E402
@@ -64,6 +65,7 @@ class Sandbox:
         self.km = km_class(kernel_name="python3", scratch_dir=str(self.scratch), memory_limit_mb=1024,
                            config=config or Config())
         run_async(self.km.start_kernel())
+        assert type(self.km.provisioner) is (WarmProvisioner if km_class is WarmKernelManager else SandboxedProvisioner)
         self.rk = RemoteKernel(self.km, str(self.scratch), timeout=20)
         self.rk.wait_ready(60)
         self.start_time = time.monotonic() - t0
@@ -333,7 +335,7 @@ def test_forged_result_is_a_clean_remote_error(sandbox, kind):
     RemoteName(rk, "scale")(1.0)         # kernel side installed
     out, err = sandbox.run(f"""
         import sys, io, json, struct, numpy as np
-        helper = sys.modules["_grading_rpc.kernel_side"]
+        helper = sys.modules["_grading_in_sandbox.rpc_server"]
         original_encode = helper.encode_reply
         def payload(header, *members):
             head = header if isinstance(header, bytes) else json.dumps(header).encode()

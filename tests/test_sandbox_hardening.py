@@ -1,6 +1,6 @@
 """Sandbox hardening, tried from real student cells: the seccomp filter (no new namespaces -- as root too --, no
 mounts, ptrace, bpf, keyctl, perf_event_open, userfaultfd, io_uring) and an /etc with only the files Python needs
-(grading/sandbox/seccomp.py, grading/sandbox/command.py, grading/sandbox/kernel_manager.py).
+(grading/in_sandbox/seccomp.py, grading/sandbox/command.py, grading/sandbox/kernel_manager.py).
 
 The fast tests run attack cells in one sandboxed kernel. The slow test grades a class with the real pipeline
 (`python -m grading.cli.grade_class`): the catalog below, an honest student who must still get 10/10, and the

@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from grading.course import METADATA_KEY, PROBLEMS
 from grading.rpc.client import RemoteError, RemoteName
 from grading.trusted.kernel_life import DeadKernel, KernelLife
-from grading.trusted.modules import TrustedModules
+from grading.trusted.modules import TrustedModules, compiled
 from grading.trusted.outputs import OutputBudget, stream_output, valid_output
 from grading.trusted.runner import TrustedCellSetup, run_test_cell
 
@@ -179,3 +179,21 @@ def test_execution_layer_uses_public_apis_only():
     private = ["._iopub_channel", "NotebookClient.__init__", "_check_assign_resources", "_async_cleanup_kernel",
                "_connection_file_written", "._make_url(", "hasattr(self.km"]
     assert [(p.name, name) for p, text in sources.items() for name in private if name in text] == []
+
+
+def test_trusted_modules_are_compiled_once_per_content_and_executed_fresh_per_notebook(tmp_path):
+    """Each notebook gets fresh module objects with their own state; the code is compiled once per grading process
+    for each content of the file (an edited file is compiled anew)."""
+    (tmp_path / "gradcheck.py").write_text("SEED_SALT = None\nstate = []\n")
+
+    def load(salt):
+        return TrustedModules({"course_root": str(tmp_path)}, {"gradcheck": {"SEED_SALT": salt}},
+                              names=["gradcheck"], dir_templates=["{course_root}"]).load("gradcheck")
+    first, second = load(1), load(2)
+    first.state.append("first notebook")
+    assert first is not second and (first.SEED_SALT, second.SEED_SALT) == (1, 2) and second.state == []
+    path = str(tmp_path / "gradcheck.py")
+    code = compiled(path)
+    assert compiled(path) is code   # the same file content: the same code object
+    (tmp_path / "gradcheck.py").write_text("SEED_SALT = None\nstate = ['edited']\n")
+    assert load(3).state == ["edited"] and compiled(path) is not code

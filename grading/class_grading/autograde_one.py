@@ -120,5 +120,5 @@ def autograde_remotely(course_files, assignment, student, submission_files, grad
     except Exception as error:
         problem = one_line(error)
     finally:
-        sys.path[:] = saved_path  # nbgrader_config.py puts the (now deleted) course on sys.path
+        sys.path[:] = saved_path  # loading a course may put its (now deleted) directory on sys.path
     return Graded(student, files, values, problem, time.monotonic() - start)

@@ -17,7 +17,15 @@ authenticated Jupyter session. So, at autograde time:
 * **Markdown and raw cells** that are not exactly a cell of the released notebook (the instructor's text stays
   as it is) are rendered with nbconvert's own markdown renderer, cleaned the same way, and stored as one inert
   line of HTML that renders to itself (checked; otherwise the student's text is shown as a plain code block).
+
+Budget: bleach's cleaning (html5lib) is quadratic in the nesting of the markup -- 384 KB of nested tags took
+239 s in the grader's process, outside the notebook's time budget. So every piece of student HTML or markdown is
+measured first, in linear time: over ``max_kb``, nesting deeper than ``max_depth`` (open tags counted, void ones
+not), or beyond ``max_notebook_kb`` cleaned in all, it is not cleaned nor rendered but shown as escaped plain text
+(``<pre>``, linear), and the grade report gets one line naming the cells. Within the limits a cell costs well
+under a second (64 KB of honest tables: 0.2 s).
 """
+import html as html_module
 import os
 import re
 
@@ -26,6 +34,9 @@ import nbformat
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Integer
+
+from grading.course import METADATA_KEY, PROBLEMS
 
 KEPT_OUTPUT_TYPES = ("text/plain", "text/latex", "image/png", "image/jpeg")
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -45,6 +56,28 @@ def _allowed_attribute(tag, name, value):
     return tag in ("td", "th") and name in ("colspan", "rowspan")
 
 
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)")
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+             "track", "wbr"}
+
+
+def markup_depth(text):
+    """How deep the tags of `text` nest (open tags but void ones +1, close tags -1), counted in one linear pass."""
+    depth = deepest = 0
+    for match in _TAG.finditer(text):
+        if match.group(1):
+            depth = max(0, depth - 1)
+        elif match.group(2).lower() not in VOID_TAGS:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def plain_text(text):
+    """Student markup shown as what it is, escaped: linear, nothing parsed."""
+    return "<pre>" + html_module.escape(text) + "</pre>"
+
+
 _CLEANER = bleach.Cleaner(tags=TAGS, attributes=_allowed_attribute, protocols={"http", "https", "mailto", "data"},
                           strip=False, strip_comments=True)
 
@@ -59,17 +92,24 @@ def render_markdown(source, attachments=None):
     return MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments or {})).render(source)
 
 
-def inert_markdown(source, attachments=None):
+def inert_markdown(source, attachments=None, max_depth=None):
     """Markdown cell source that renders to the cleaned HTML of `source` and to nothing live: one line of HTML
-    (a markdown HTML block ends only at a blank line), verified by rendering it again."""
+    (a markdown HTML block ends only at a blank line), verified by rendering it again. Rendered markup nesting
+    deeper than `max_depth` is not cleaned: the text is shown as a plain code block."""
     try:
-        html = clean_html(render_markdown(source, attachments))
+        rendered = render_markdown(source, attachments)
+        html = None if max_depth is not None and markup_depth(rendered) > max_depth else clean_html(rendered)
     except Exception:  # e.g. nbconvert's InvalidNotebook for a missing attachment
         html = None
     if html is not None:
         line = "<div>" + html.replace("\r", "&#13;").replace("\n", "&#10;") + "</div>"
         if render_markdown(line).strip() == line:
             return line
+    return fenced(source)
+
+
+def fenced(source):
+    """A markdown code block showing `source` as text (linear to render)."""
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
     return f"{fence}text\n{source}\n{fence}"
 
@@ -113,9 +153,46 @@ def _image_sizes(metadata):
 class CleanStudentHtml(NbGraderPreprocessor):
     """Cleans outputs and student-written markdown/raw cells of the notebook being autograded."""
 
+    max_kb = Integer(256, help="Student HTML or markdown larger than this (per output or cell) is shown as escaped "
+                               "plain text, not cleaned.").tag(config=True)
+    max_depth = Integer(100, help="Markup whose tags nest deeper than this is shown as escaped plain text (bleach's "
+                                  "cleaning is quadratic in the nesting).").tag(config=True)
+    max_notebook_kb = Integer(2048, help="Student HTML and markdown cleaned per notebook at most; the rest is shown "
+                                         "as escaped plain text.").tag(config=True)
+
     def preprocess(self, nb, resources):
         self._released = self._released_cells(resources)
-        return super().preprocess(nb, resources)
+        self._left, self._plain = self.max_notebook_kb << 10, []
+        nb, resources = super().preprocess(nb, resources)
+        if self._plain:
+            cells = ", ".join(str(i) for i in self._plain[:5]) + (" ..." if len(self._plain) > 5 else "")
+            nb.metadata.setdefault(METADATA_KEY, {}).setdefault(PROBLEMS, []).append(
+                f"markup over the cleaning limits ({self.max_kb} KB, {self.max_depth} levels deep, "
+                f"{self.max_notebook_kb} KB in all) shown as plain text: cell {cells}")
+        return nb, resources
+
+    def _within_budget(self, text, index):
+        """May `text` be cleaned? (Charged against the notebook's cleaning budget when it may.)"""
+        size = len(text)
+        if size > self.max_kb << 10 or size > self._left or markup_depth(text) > self.max_depth:
+            if index not in self._plain:
+                self._plain.append(index)
+            return False
+        self._left -= size
+        return True
+
+    def _clean_output(self, output, index):
+        data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
+        for mime in ("text/html", "text/markdown"):
+            if isinstance(data.get(mime), (str, list)):
+                text = _text(data[mime])
+                if not self._within_budget(text, index):
+                    kept = {m: data[m] for m in KEPT_OUTPUT_TYPES if isinstance(data.get(m), (str, list))}
+                    output.data = nbformat.from_dict({**kept, "text/html": plain_text(text)})
+                    output.metadata = nbformat.from_dict(_image_sizes(output.get("metadata", {})))
+                    return output
+                break
+        return clean_output(output)
 
     def _released_cells(self, resources):
         """(cell type, source) of every markdown/raw cell of the released notebook; empty when it is missing."""
@@ -132,10 +209,12 @@ class CleanStudentHtml(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "code":
-            cell.outputs = [clean_output(output) for output in cell.get("outputs", [])]
+            cell.outputs = [self._clean_output(output, cell_index) for output in cell.get("outputs", [])]
         elif (cell.cell_type, cell.source) not in self._released:
-            if cell.cell_type == "markdown":
-                cell.source = inert_markdown(cell.source, cell.get("attachments"))
+            if not self._within_budget(cell.source, cell_index):
+                cell.source = plain_text(cell.source) if cell.cell_type == "raw" else fenced(cell.source)
+            elif cell.cell_type == "markdown":
+                cell.source = inert_markdown(cell.source, cell.get("attachments"), self.max_depth)
             else:
                 cell.source = clean_html(cell.source)
             cell.pop("attachments", None)

@@ -75,6 +75,7 @@ class TrustedExecute(TimeBudgeted, BudgetedOutputs, Execute):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
         self.kernel_manager_class = self.config.TrustedExecute.get("kernel_manager_class", self.kernel_manager_class)
+        self.timeout_func = self.budgeted_timeout       # each cell's timeout within the notebook's time budget
 
     def preprocess(self, nb: NotebookNode, resources: t.Any = None, km: t.Any = None):
         """Execute the notebook; returns (nb, resources) like ExecutePreprocessor. `km` is ignored: student code

@@ -16,6 +16,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 from grading.plugins.intake import SubmissionIntake
+from grading.reporting import bounded_read
 
 
 @dataclass
@@ -92,15 +93,19 @@ def _short(notes, limit=200):
 def _diagnose_notebook(path):
     """What makes a submitted notebook unreadable, in one line, or None (readable, or not there)."""
     try:
-        raw = path.read_bytes()
+        raw = bounded_read.read_bytes(path)
     except OSError:
         return None
+    except ValueError as e:      # over the size limit: not read
+        return str(e)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return f"{path.name} is not a text file (binary, or not UTF-8)"
     try:
-        data = json.loads(text)
+        data = bounded_read.loads(raw, path.name)
+    except bounded_read.NotebookTooLarge as e:
+        return str(e)
     except ValueError as e:
         return f"{path.name} is not valid JSON ({e})"
     if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
@@ -124,7 +129,8 @@ def submission_problem(course, assignment, student, notebooks, recorded):
        not a notebook), else the one recorded in autograded/<PROBLEMS_FILE> by grading.cli.grade_class;
     3. the notes grading.plugins.trusted_execute.TrustedExecute left in the autograded notebook (kernel died,
        timed out, out of memory, output truncated, test cell missing...), joined;
-    4. no autograded notebook at all: "not autograded".
+    4. no autograded notebook at all: "not autograded: <what is wrong with the submitted file>", when that can
+       be told from it, else "not autograded (no autograded notebook)".
     """
     course = Path(course)
     folder = course / "submitted" / student / assignment
@@ -144,15 +150,16 @@ def submission_problem(course, assignment, student, notebooks, recorded):
     for name in notebooks:
         path = course / "autograded" / student / assignment / f"{name}.ipynb"
         try:
-            metadata = json.loads(path.read_text())["metadata"]
+            metadata = bounded_read.read_json(path)["metadata"]
             found = metadata.get(METADATA_KEY, {}).get(PROBLEMS, [])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         graded += 1
         prefix = f"{name}: " if len(notebooks) > 1 else ""
         notes += [prefix + n for n in found if isinstance(n, str)] if isinstance(found, list) else []
-    if not graded:
-        return "not autograded (no autograded notebook)"
+    if not graded:      # e.g. plain `nbgrader autograde`, which records no reason: say what is wrong if it shows
+        diagnosis = [d for d in (_diagnose_notebook(folder / f"{name}.ipynb") for name in notebooks) if d]
+        return f"not autograded: {diagnosis[0]}" if diagnosis else "not autograded (no autograded notebook)"
     return _short(notes) if notes else None
 
 

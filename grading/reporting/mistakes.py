@@ -16,11 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from grading.course import ASSIGNMENT, CHECKS, METADATA_KEY, TRUSTED_MODULES
 from grading.course_config import course_id as course_id_of, gradebook_url
+from grading.reporting import bounded_read
 from grading.reporting.grades import short_name
 from grading.trusted.modules import TrustedModules
 
@@ -121,7 +121,7 @@ def grader_records(path, grade_ids):
     """grade id -> the check records the grader stored in that test cell of the autograded notebook at path
     (first copy of each id; None when the cell has none)."""
     out = {}
-    for cell in nbformat.read(path, as_version=4).cells:
+    for cell in bounded_read.read_notebook(path).cells:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id") if isinstance(meta, dict) else None
         if cell.cell_type == "code" and gid in grade_ids and gid not in out:

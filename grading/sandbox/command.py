@@ -1,7 +1,7 @@
 """The bubblewrap command line that starts a kernel in the sandbox, and its resource limits.
 
 A warm kernel (grading/sandbox/warm_kernels.py) gets the same view, namespaces, privileges, seccomp filter and
-limits by setting itself up after the fork from its template (grading/sandbox/warm_child.py).
+limits by setting itself up after the fork from its template (grading/in_sandbox/warm_child.py).
 
 What the kernel sees
 --------------------
@@ -21,7 +21,7 @@ What the kernel sees
   unshared, which (a) hides and protects every host process (a sandboxed process cannot signal or ptrace what it
   cannot name) and (b) guarantees clean-up: when the sandbox's init dies (``--die-with-parent``), the kernel kills
   every process it forked, even daemonised ones.
-* **A seccomp filter** (grading/sandbox/seccomp.py, ``bwrap --seccomp FD``): no new namespaces (so no nested
+* **A seccomp filter** (grading/in_sandbox/seccomp.py, ``bwrap --seccomp FD``): no new namespaces (so no nested
   user namespace, as root too), no mounts, ``ptrace``, ``bpf``, ``keyctl``, ``perf_event_open``, ``userfaultfd``
   or ``io_uring``.
 * **No privileges**: all capabilities are dropped and ``no_new_privs`` is set. When the grader runs as root, the

@@ -4,9 +4,10 @@ Autograding executes student notebooks, and the threat model is that student cod
 the course directory (``source/``, hidden tests, ``gradebook.db``), other students' submissions, or the instructor's
 environment variables; to open network connections; to exhaust memory, CPU or disk; or to escape and tamper with
 the grading process itself. :class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` (nbclient and
-nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces:
+nbgrader accept it as ``kernel_manager_class``) whose kernel process starts inside a fresh set of Linux namespaces,
+launched by its kernel provisioner (grading/sandbox/provisioners.py, selected through the kernel spec's metadata):
 what the kernel sees and its limits are in grading/sandbox/command.py, its syscall filter in
-grading/sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
+grading/in_sandbox/seccomp.py, how its processes are found and killed in grading/sandbox/processes.py, its UID in
 grading/sandbox/uids.py, its sockets in grading/sandbox/sockets.py. Its subclass
 grading/sandbox/warm_kernels.py (WarmKernelManager) forks the kernel from a warm template instead, isolated the
 same way.
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
 import typing as t
@@ -39,8 +38,8 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from grading.sandbox.command import (SandboxError, covered, default_kernel_env, require_executable, rlimit_options,
                                      sandbox_command)
-from grading.sandbox.processes import SandboxProcesses, TailBuffer, descendants, signal_all
-from grading.sandbox.seccomp import bpf_fd
+from grading.sandbox.processes import SandboxProcesses, TailBuffer
+from grading.sandbox.provisioners import SANDBOXED, SandboxedProvisioner, SandboxKernelSpecs
 from grading.sandbox.sockets import RuntimeDirs, prepare_scratch
 from grading.sandbox.uids import allocate_uid, release_uid
 
@@ -83,7 +82,7 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
     etc_files = List(Unicode(), ["/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime"],
                      help="The only files of /etc the kernel sees, read-only (missing ones are skipped); measured "
                           "with strace on the solved notebook.").tag(config=True)
-    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/sandbox/seccomp.py.").tag(
+    seccomp = Bool(True, help="Run the kernel under the syscall filter of grading/in_sandbox/seccomp.py.").tag(
         config=True)
     extra_ro_binds = List(Unicode(), [], help="More read-only binds, e.g. a shared data directory.").tag(config=True)
     unshare_pid = Bool(True, help="Give the kernel its own PID namespace (see module docstring).").tag(config=True)
@@ -107,9 +106,15 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
         config=True)
     socket_wait_s = Float(60.0, help="How long to wait for the kernel's socket files after launch.").tag(config=True)
 
+    provisioner_name: t.ClassVar[str] = SANDBOXED      # the entry point of the provisioner its kernel spec names
+
     @default("kernel_env")
     def _kernel_env_default(self) -> dict:
         return default_kernel_env()
+
+    @default("kernel_spec_manager")
+    def _kernel_spec_manager_default(self) -> SandboxKernelSpecs:
+        return SandboxKernelSpecs(data_dir=self.data_dir, provisioner=self.provisioner_name)
 
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
@@ -118,7 +123,6 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
         self._release_uid: weakref.finalize | None = None
         self._dirs = RuntimeDirs(self.runtime_root)
         self._output: TailBuffer | None = None
-        self._seccomp_fd: int | None = None     # open from pre-start until the launch
 
     # ------------------------------------------------------------------ privileges and paths
 
@@ -143,6 +147,8 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
         The kernelspec's argv is deliberately ignored: the sandbox always runs ``python_executable -m
         ipykernel_launcher`` from the trusted, read-only environment.
         """
+        if not isinstance(self.provisioner, SandboxedProvisioner):      # never launch without the sandbox's own
+            raise SandboxError(f"the kernel's provisioner is {type(self.provisioner).__name__}, not the sandbox's")
         bwrap = require_executable(self.bwrap_path, "bubblewrap")
         prlimit = require_executable(self.prlimit_path, "prlimit")
         uid = self.kernel_uid
@@ -153,7 +159,7 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
             inner, bwrap=bwrap, scratch_dir=self.scratch_dir, ro_binds=self.ro_bind_paths(),
             ro_bind_exact=[*self.etc_paths(), *([self._dirs.conn_dir] if self._dirs.conn_dir else [])],
             env=self.sandbox_env(), tmp_size_mb=self.tmp_size_mb, unshare_pid=self.unshare_pid,
-            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self._seccomp_fd,
+            uid=uid, setpriv=setpriv, prlimit=prlimit, seccomp_fd=self.provisioner.seccomp_fd,
             limits=rlimit_options(**self.limit_settings()))
 
     def sandbox_env(self, *, passed: bool = True) -> dict[str, str]:
@@ -181,60 +187,56 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
                     open_files=self.max_open_files, cpu_s=self.cpu_time_limit_s, processes=self.max_processes,
                     own_uid=self.kernel_uid is not None)
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (called by the provisioner)
 
-    async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
+    def prepare_launch(self, kw: dict[str, t.Any]) -> None:
+        """Before each launch: the scratch directory, a fresh connection file in fresh directories, the launch's
+        working directory and bwrap's own environment (the kernel's is set by --setenv)."""
         require_executable(self.bwrap_path, "bubblewrap")
         prepare_scratch(self.scratch_dir, self.kernel_uid)
-        self.cleanup_connection_file()       # a fresh one, in fresh directories, for every start
+        self.cleanup_connection_file()
         self.connection_file, self.ip = self._dirs.make(self.scratch_dir, self.kernel_uid)
         for name in SOCKET_CHANNELS:
             setattr(self, name, 0)
         kw["cwd"] = self.scratch_dir
-        kw["env"] = {"PATH": "/usr/bin:/bin"}     # bwrap's own environment; the kernel's is set by --setenv
-        self._close_seccomp_fd()
-        self._seccomp_fd = bpf_fd() if self.seccomp else None    # named in the command line, so made first
-        try:
-            return await super()._async_pre_start_kernel(**kw)
-        except BaseException:
-            self._close_seccomp_fd()
-            raise
+        kw["env"] = {"PATH": "/usr/bin:/bin"}
 
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
-        read_fd, write_fd = os.pipe()
-        kw["stdin"] = subprocess.DEVNULL
-        kw["stdout"] = write_fd
-        kw["stderr"] = write_fd
-        if self._seccomp_fd is not None:
-            kw["pass_fds"] = (self._seccomp_fd,)     # bwrap reads the filter from it (jupyter_client -> Popen)
-        try:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-        finally:
-            os.close(write_fd)
-            self._close_seccomp_fd()
+    def capture_output(self, read_fd: int) -> None:
+        """Keep the tail of the kernel process's own stdout/stderr (the read end of its pipe)."""
         self._output = TailBuffer(read_fd)
 
-    def _close_seccomp_fd(self) -> None:
-        fd, self._seccomp_fd = self._seccomp_fd, None
-        if fd is not None:
-            os.close(fd)
-
-    async def _async_post_start_kernel(self, **kw: t.Any) -> None:
-        await self._wait_for_sockets()
-        await super()._async_post_start_kernel(**kw)
-
-    async def _wait_for_sockets(self) -> None:
+    async def wait_for_sockets(self) -> None:
+        """After the launch: until the kernel's five socket files exist, then lock their directory."""
         paths = [f"{self.ip}-{getattr(self, name)}" for name in SOCKET_CHANNELS]
         deadline = time.monotonic() + self.socket_wait_s
         while not self._dirs.sockets_ready(paths):
             if self.sandbox_exit_status() is not None or time.monotonic() > deadline:
                 status = self.describe_exit()
-                await self._async_kill_kernel()
+                self.kill_now()
                 tail = self._output.text().strip().splitlines()[-5:] if self._output else []
                 raise SandboxError("sandboxed kernel failed to start (" + status + ")"
                                    + (": " + " | ".join(tail) if tail else ""))
             await asyncio.sleep(0.01)
         self._dirs.lock(self.kernel_uid)
+
+    async def cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
+        """jupyter_client's clean-up (the provisioner's too), then this manager's directories and UID, also when no
+        kernel was ever started."""
+        try:
+            await super().cleanup_resources(restart=restart)
+        finally:
+            self.release_launch(restart)
+
+    def release_launch(self, restart: bool) -> None:
+        """After the kernel is gone (the provisioner's clean-up, or cleanup_resources): its directories, and (unless
+        it restarts) its UID. Idempotent."""
+        if restart:
+            self._dirs.remove()
+        else:
+            self._dirs.close()
+        if not restart and self._release_uid is not None:
+            self._release_uid()     # the kernel is gone: its UID may serve another one
+            self._uid = self._release_uid = None
 
     # ------------------------------------------------------------------ zmq limits
 
@@ -258,34 +260,6 @@ class SandboxedKernelManager(SandboxProcesses, AsyncKernelManager):
         kc = super().blocking_client()
         self._limit_context(kc.context)
         return kc
-
-    async def _async_interrupt_kernel(self) -> None:
-        if self.has_kernel:
-            self.interrupt_now()
-
-    interrupt_kernel = _async_interrupt_kernel  # type: ignore[assignment]
-
-    async def _async_kill_kernel(self, restart: bool = False) -> None:
-        pid = self.sandbox_pid
-        if pid is not None:
-            signal_all(descendants(pid), signal.SIGKILL)
-        await super()._async_kill_kernel(restart=restart)
-
-    _kill_kernel = _async_kill_kernel  # type: ignore[assignment]
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        try:
-            await super()._async_cleanup_resources(restart=restart)
-        finally:
-            if restart:
-                self._dirs.remove()
-            else:
-                self._dirs.close()
-            if not restart and self._release_uid is not None:
-                self._release_uid()     # the kernel is gone: its UID may serve another one
-                self._uid = self._release_uid = None
-
-    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
 
     def kernel_output_tail(self) -> str:
         """Last bytes the kernel process wrote to its own stdout/stderr (not the notebook's streams)."""

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 
-from grading.sandbox.linux import mount_points
+from grading.in_sandbox.linux import mount_points
 
 MS_NOSUID, MS_NODEV = 0x2, 0x4          # linux/mount.h
 MNT_DETACH = 0x2

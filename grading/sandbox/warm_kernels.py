@@ -2,11 +2,12 @@
 notebooks need, instead of a cold ``bwrap ... python -m ipykernel_launcher`` that imports everything again.
 
 :class:`WarmKernelManager` is a :class:`SandboxedKernelManager` (select it with
-``c.TrustedExecute.kernel_manager_class``) whose launch asks this process's template (grading/sandbox/
+``c.TrustedExecute.kernel_manager_class``) whose kernel provisioner (grading/sandbox/provisioners.py,
+``grading-warm``) asks this process's template (grading/sandbox/
 warm_template.py; made on first use, one per grading process: ``nbgrader autograde``, a formgrader server, each
-Dask worker) for a kernel. The kernel is isolated exactly like a cold one (grading/sandbox/warm_child.py says how),
-with the same limits, UID allocation, scratch directory, sockets and connection file. What the template preloads is
-``c.WarmKernels.*`` in nbgrader_config.py.
+Dask worker) for a kernel. The kernel is isolated exactly like a cold one (grading/in_sandbox/warm_child.py says
+how), with the same limits, UID allocation, scratch directory, sockets and connection file. What the template
+preloads is ``c.WarmKernels.*`` in nbgrader_config.py.
 
 If there is no template (warm kernels disabled, not root, ``seccomp`` or ``unshare_pid`` turned off, the template
 cannot start, died too often or refuses a fork), the kernel starts cold in bwrap as before, with one log line per
@@ -20,10 +21,10 @@ import typing as t
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
-from grading.sandbox import linux
+from grading.in_sandbox import linux
 from grading.sandbox.command import covered, require_executable, rlimits
 from grading.sandbox.kernel_manager import SandboxedKernelManager
-from grading.sandbox.processes import TailBuffer
+from grading.sandbox.provisioners import WARM
 from grading.sandbox.warm_template import TemplateSettings, WarmProcess, WarmUnavailable, template_for
 
 _noticed: set[str] = set()
@@ -49,11 +50,11 @@ class WarmKernelManager(SandboxedKernelManager):
     """A SandboxedKernelManager whose kernels are forked from the warm template (see the module docstring)."""
 
     sandbox_process_names = ("bwrap", "warm-sandbox", "warm-init")
+    provisioner_name: t.ClassVar[str] = WARM
 
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         self.warm = WarmKernels(parent=self)
-        self._warm_process: WarmProcess | None = None
 
     def _notice(self, cause: str) -> None:
         if cause not in _noticed:
@@ -101,7 +102,8 @@ class WarmKernelManager(SandboxedKernelManager):
                 "keep": [p for p in (*settings.ro_binds, *settings.etc_files)
                          if covered(p, settings.covers) and os.path.isdir(p)]}
 
-    def _fork_warm(self) -> tuple[WarmProcess, int] | None:
+    def fork_warm(self) -> tuple[WarmProcess, int] | None:
+        """A kernel forked from the template (its process, the read end of its output pipe), or None: start cold."""
         refusal = self._refusal()
         if refusal is not None:
             self._notice(refusal)
@@ -113,27 +115,3 @@ class WarmKernelManager(SandboxedKernelManager):
         except WarmUnavailable as e:
             self._notice(str(e))
             return None
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
-        forked = self._fork_warm()
-        if forked is None:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-            return
-        self._close_seccomp_fd()        # the child loads the filter itself
-        self._warm_process, read_fd = forked
-        provisioner = self.provisioner
-        assert provisioner is not None
-        provisioner.process = self._warm_process
-        provisioner.pid = provisioner.pgid = self._warm_process.pid    # its own session and process group
-        self._output = TailBuffer(read_fd)
-        self._reconcile_connection_info(provisioner.connection_info)
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        try:
-            await super()._async_cleanup_resources(restart=restart)
-        finally:
-            if self._warm_process is not None:
-                self._warm_process.close()
-                self._warm_process = None
-
-    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]

@@ -1,13 +1,13 @@
 """The grader's side of the warm-kernel template: starting it in bwrap, asking it for kernels, and one template per
 process and settings.
 
-The template (grading/sandbox/fork_server.py) runs under ``bwrap`` as root WITHOUT a user namespace, in its own
+The template (grading/in_sandbox/fork_server.py) runs under ``bwrap`` as root WITHOUT a user namespace, in its own
 PID, network, IPC, UTS and cgroup namespaces, with the same read-only system, Python and ``/etc`` files and the
 same clean environment as a cold kernel, and with just the capabilities its children need to isolate themselves
 (mounts, UID/GID changes, the bounding set). bwrap's ``--seccomp`` cannot be used (the filter refuses the
 children's own ``unshare`` and ``mount``), so each child loads it itself, last. The template sees none of the
-course: only copies of the few modules it runs (grading/sandbox/{fork_server,warm_child,linux,seccomp}.py) and of
-the preloaded support files, in a private directory bound read-only.
+course: only a copy of the package that runs inside the sandbox (grading/in_sandbox/, copied whole as
+``_grading_in_sandbox``) and of the preloaded support files, in a private directory bound read-only.
 
 Each kernel's scratch directory and connection-file directory are passed to the template as detached mount trees
 (``open_tree``), so a quota tmpfs mounted after the template started is seen by that kernel alone. The template
@@ -28,13 +28,12 @@ import tempfile
 import threading
 import time
 
-from grading.sandbox import linux
+from grading import in_sandbox
+from grading.in_sandbox import linux
 from grading.sandbox.command import covered, mount_options
 from grading.sandbox.processes import TailBuffer, descendants
 
 TEMPLATE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL", "CAP_SYS_RESOURCE")
-TEMPLATE_MODULES = ("__init__.py", "sandbox/__init__.py", "sandbox/fork_server.py", "sandbox/warm_child.py",
-                    "sandbox/linux.py", "sandbox/seccomp.py")
 FORK_REPLY_S = 30.0
 MAX_MESSAGE = 1 << 16
 
@@ -72,8 +71,9 @@ def nspid(pid: int) -> list[int]:
 
 
 class WarmProcess:
-    """The ``subprocess.Popen`` a kernel manager's provisioner needs, for a kernel forked by the template: `pid` is
-    the host PID of the child's sandbox process, `returncode` what the template reported when it reaped it."""
+    """The ``subprocess.Popen`` a kernel provisioner needs (grading/sandbox/provisioners.py, WarmProvisioner), for a
+    kernel forked by the template: `pid` is the host PID of the child's sandbox process, `returncode` what the
+    template reported when it reaped it."""
 
     stdin = stdout = stderr = None
 
@@ -146,11 +146,12 @@ class WarmTemplate:
             raise
 
     def _copy_code(self) -> list[str]:
-        """Copies of the template's modules and preloaded files; --preload-file arguments."""
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for rel in TEMPLATE_MODULES:
-            os.makedirs(os.path.dirname(os.path.join(self.code_dir, "grading", rel)), exist_ok=True)
-            shutil.copyfile(os.path.join(package, rel), os.path.join(self.code_dir, "grading", rel))
+        """A copy of the in-sandbox package (whole) and of the preloaded files; --preload-file arguments."""
+        package = os.path.join(self.code_dir, in_sandbox.INSIDE)
+        os.makedirs(package)
+        for name, source in in_sandbox.sources().items():
+            with open(os.path.join(package, name), "w", encoding="utf-8") as f:
+                f.write(source)
         args = []
         for name, source in self.settings.preload_files:
             with open(os.path.join(self.code_dir, f"{name}.py"), "wb") as f:
@@ -172,7 +173,7 @@ class WarmTemplate:
         args.append("--clearenv")
         for key, value in s.env:
             args += ["--setenv", key, value]
-        return [*args, "--", s.python, "-m", "grading.sandbox.fork_server", f"--listen-fd={listen_fd}",
+        return [*args, "--", s.python, "-m", f"{in_sandbox.INSIDE}.fork_server", f"--listen-fd={listen_fd}",
                 *(f"--preload={m}" for m in s.preload), *preload_files]
 
     def _start(self) -> None:

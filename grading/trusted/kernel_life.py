@@ -253,9 +253,12 @@ class TimeBudgeted:
     km: t.Any          # the SandboxedKernelManager, or None
     rk: t.Any          # the kernel handle, or None
 
-    def _get_timeout(self, cell: NotebookNode | None) -> float | None:
-        """The cell timeout, cut to what is left of the notebook's time budget."""
-        timeout, left = super()._get_timeout(cell), self.life.time_left()
+    timeout: int | None     # nbclient's cell timeout (seconds; None, 0 or negative: none)
+
+    def budgeted_timeout(self, cell: NotebookNode) -> float | None:
+        """nbclient's ``timeout_func``: the cell timeout, cut to what is left of the notebook's time budget."""
+        timeout = self.timeout if self.timeout and self.timeout > 0 else None
+        left = self.life.time_left()
         return timeout if left is None else max(0.01, min(timeout or left, left))
 
     async def _start_kernel_in_time(self) -> bool:

@@ -20,6 +20,23 @@ from traitlets.config import LoggingConfigurable
 from grading.course import TRUSTED_MODULES
 
 
+_COMPILED: dict[tuple[str, bytes], types.CodeType] = {}
+
+
+def compiled(path: str) -> types.CodeType:
+    """The code object of the trusted file at `path`, compiled once per grading process for each content (the
+    file is read every time, so an edited checker is compiled anew). Code objects are immutable: every
+    notebook still executes it into fresh module objects, with their own state (the seed salt)."""
+    with open(path, "rb") as f:
+        source = f.read()
+    key = (path, source)
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 64:   # a long-lived process that saw many versions keeps the latest ones only
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = compile(source, path, "exec")
+    return _COMPILED[key]
+
+
 class TrustedModules(LoggingConfigurable):
     """The modules of one notebook's test cells: trusted single-file modules (``gradcheck.py``, ``nn.py``) loaded
     once per notebook from trusted directories, with an ``__import__`` that maps their names to these copies for the
@@ -62,8 +79,7 @@ class TrustedModules(LoggingConfigurable):
         path = self.path_of(name)
         if path is None:
             raise ImportError(f"trusted module {name!r} not found in {self.dirs}", name=name)
-        with open(path, encoding="utf-8") as f:
-            code = compile(f.read(), path, "exec")
+        code = compiled(path)
         mod = types.ModuleType(name)
         mod.__file__ = path
         mod.__dict__["__builtins__"] = self.builtins

@@ -2,10 +2,17 @@
 
 The hidden tests reach student code, which can record them and print them into its own feedback. With fixed seeds
 those inputs would serve every later resubmission. So the grader sets ``gradcheck_engine.SEED_SALT`` on its trusted
-copy of the checker (grading/trusted/modules.py) to an HMAC of the submission's content (the types and sources of
-its cells, after sanitizing) under a course secret: re-grading the same submission draws the same inputs and gives
-the same grades, sequentially or on any worker; a resubmission that changes one byte of a cell gets other inputs.
-Public cases (``self_check``) are never salted.
+copy of the checker (grading/trusted/modules.py) to an HMAC of the submission's content under a course secret: the
+assignment's id, the types and sources of its cells (after sanitizing), and every other file of the folder the
+sandbox's scratch directory is filled from (nbgrader's autograded/<student>/<assignment>/: the student's files,
+timestamp.txt among them, with the assignment's own copied over them). Re-grading the same submission draws the
+same inputs and gives the same grades, sequentially or on any worker; a resubmission that changes one byte of a
+cell *or of any file that reaches the sandbox* -- say, the same cells plus a file of answers precomputed from
+hidden inputs an earlier submission printed -- gets other inputs. Public cases (``self_check``) are never salted.
+
+The files are hashed in a canonical order (sorted relative paths, walked with ``lstat``, never following a link;
+a link, device or FIFO counts by its name and kind only, and is never opened). Notebooks (``*.ipynb``) count by the
+graded notebook's cells only: the scratch directory never holds one, and nbgrader rewrites them while grading.
 
 The secret is a file of the course root (``c.SeedSalt.secret_file``, default ``seed_secret``), created with
 random bytes on first autograde and git-ignored. Keep it with gradebook.db: a course moved without it grades
@@ -27,6 +34,8 @@ from traitlets import TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 SECRET_BYTES = 32
+CHUNK = 1 << 20
+SKIPPED_NAMES = (".ipynb_checkpoints", "__pycache__")      # never copied into the sandbox (grading/sandbox/scratch.py)
 MAX_SECRET_FILE = 4096
 
 
@@ -63,9 +72,19 @@ class SeedSalt(LoggingConfigurable):
                 os.unlink(tmp)
         return _read_secret(path)
 
-    def salt(self, nb: t.Any, course_root: str) -> int:
-        """The salt of this submission: HMAC-SHA256(secret, cell digest), as a 128-bit integer."""
-        mac = hmac.new(self.secret(course_root), submission_digest(nb), hashlib.sha256).digest()
+    def salt(self, nb: t.Any, course_root: str, submission_dir: str | None = None, assignment: str | None = None
+             ) -> int:
+        """The salt of this submission: HMAC-SHA256(secret, submission digest), as a 128-bit integer.
+
+        `submission_dir` (the folder the sandbox's support files come from) and `assignment` default to what the
+        calling preprocessor (this object's parent, e.g. TrustedExecute) holds in its nbgrader resources."""
+        resources = getattr(self.parent, "resources", None) or {}
+        if submission_dir is None:
+            submission_dir = (resources.get("metadata") or {}).get("path") or ""
+        if assignment is None:
+            assignment = str((resources.get("nbgrader") or {}).get("assignment") or "")
+        digest = submission_digest(nb, submission_dir, assignment)
+        mac = hmac.new(self.secret(course_root), digest, hashlib.sha256).digest()
         return int.from_bytes(mac[:16], "big")
 
     def module_settings(self, salt: int) -> dict[str, dict[str, int]]:
@@ -74,10 +93,60 @@ class SeedSalt(LoggingConfigurable):
         return {module: {attribute: salt}}
 
 
-def submission_digest(nb: t.Any) -> bytes:
-    """SHA-256 of the notebook's cell types and sources, in order."""
+def submission_digest(nb: t.Any, submission_dir: str = "", assignment: str = "") -> bytes:
+    """SHA-256 of the assignment's name, the notebook's cell types and sources in order, and every file of
+    `submission_dir` but notebooks (:func:`files_digest`)."""
     cells = [[str(cell.get("cell_type")), str(cell.get("source"))] for cell in nb.cells]
-    return hashlib.sha256(json.dumps(cells, ensure_ascii=True).encode()).digest()
+    head = json.dumps([assignment, cells], ensure_ascii=True).encode()
+    digest = hashlib.sha256(hashlib.sha256(head).digest())
+    if submission_dir:
+        digest.update(files_digest(submission_dir))
+    return digest.digest()
+
+
+def files_digest(root: str) -> bytes:
+    """SHA-256 over the entries below `root`, in sorted order of their relative paths: each one's path and kind,
+    and a regular file's content. Never follows a link, never opens anything but a regular file (``O_NOFOLLOW``,
+    checked again on the open file); notebooks and the folders the scratch directory leaves out are skipped."""
+    entries, todo = [], [""]
+    while todo:
+        rel = todo.pop()
+        try:
+            names = os.listdir(os.path.join(root, rel))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(rel, name)
+            try:
+                st = os.lstat(os.path.join(root, path))
+            except OSError:
+                continue
+            if name in SKIPPED_NAMES or (name.endswith(".ipynb") and stat.S_ISREG(st.st_mode)):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                todo.append(path)
+            entries.append((path, st))
+    digest = hashlib.sha256()
+    for path, st in sorted(entries, key=lambda entry: entry[0].encode("utf-8", "surrogateescape")):
+        kind = "d" if stat.S_ISDIR(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else f"o{stat.S_IFMT(st.st_mode)}"
+        content = _file_hash(os.path.join(root, path)) if kind == "f" else b""
+        digest.update(json.dumps([path, kind], ensure_ascii=True).encode() + b"\0" + content)
+    return digest.digest()
+
+
+def _file_hash(path: str) -> bytes:
+    """SHA-256 of a regular file's bytes, read in chunks (a file that is not one when opened: a fixed marker)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b"unreadable"
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return b"not a regular file"
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _read_secret(path: str) -> bytes:

@@ -51,25 +51,36 @@ def layer_case(layer, rng, shape, inputs=None, d_out=None, large=False):
     return case
 
 
-def _layer_targets(layer, inputs, first, d_out, seed, probes=None):
-    """The true gradients, and hyps(i, stale): the named mistakes of input i as the gradient each would give."""
+def reference_of(case, name):
+    """(the reference backward named ``name``, the direction seed) of a graded case the engine gave the
+    reference to (gradcheck_engine.run_checks), else (None, 0): true gradients by finite differences."""
+    ref = case.get("reference")
+    found = None if ref is None else getattr(ref, name, None) if name == "nll_grad" else ref.LAYERS.get(name)
+    return found, case.get("vseed", 0)
+
+
+def _layer_targets(layer, inputs, first, d_out, seed, probes=None, ref=(None, 0)):
+    """The true gradients, and hyps(i, stale): the named mistakes of input i as the gradient each would give.
+    ref: (the reference backward of the layer or None, direction seed), see reference_of."""
     n, labels = len(inputs), layer.grads
+    backward, vseed = ref
 
     def fwd_of(i, args):   # the forward pass as a function of input i alone
         return lambda v: layer.forward(*[v if j == i else args[j] for j in range(n)])
+
+    def target(i, args, d):   # the gradient w.r.t. input i at args, d_out = d
+        exact = None if backward is None else (lambda: backward(args, d)[i])
+        return Target(fwd_of(i, args), args[i], d, seed + i, magnitude, probes, exact, vseed)
     # Rounding noise of L scales with the sum of |terms|: the forward of |inputs|.
     magnitude = lambda: float(np.sum(np.abs(layer.forward(*map(np.abs, inputs)) * d_out)))  # noqa: E731
-    targets = [Target(fwd_of(i, inputs), inputs[i], d_out, seed + i, magnitude, probes) for i in range(n)]
+    targets = [target(i, inputs, d_out) for i in range(n)]
     ones = 1.0 if layer.scalar_out else np.ones_like(d_out)
 
     def hyps(i, stale):
-        s = targets[i].seed
-        h = [(phrase("stale_cache", rec.STALE_CACHE),
-              Target(fwd_of(i, first), first[i], d_out, s, magnitude, probes))] if stale else []
+        h = [(phrase("stale_cache", rec.STALE_CACHE), target(i, first, d_out))] if stale else []
         h += [(phrase("outputs_swapped", rec.OUTPUTS_SWAPPED, label=labels[i], other=layer.inputs[j]), targets[j])
               for j in range(n) if j != i]
-        return h + [(phrase("d_out_ignored", rec.D_OUT_IGNORED),
-                     Target(targets[i].f, inputs[i], ones, s, magnitude, probes))]
+        return h + [(phrase("d_out_ignored", rec.D_OUT_IGNORED), target(i, inputs, ones))]
     return targets, hyps
 
 
@@ -100,7 +111,8 @@ def run_layer(layer, impl, case):
     inputs, first, d_out = case["inputs"], case["first"], case["d_out"]
     n, labels = len(inputs), layer.grads
     r1, r2, sent, sent_d = _runs(layer, impl, case)
-    targets, hyps = _layer_targets(layer, inputs, first, d_out, case["seed"], probes(case))
+    targets, hyps = _layer_targets(layer, inputs, first, d_out, case["seed"], probes(case),
+                                   reference_of(case, layer.cls))
     status = {}
 
     def latest_check():

@@ -51,7 +51,7 @@ TEMPLATES = {
     "is_transposed": "{label} is transposed: shape {shape}, expected {want}",
     "modified_input": "modified its input {name} in place (work on a copy, or build new arrays)",
     "modified_input_short": "modified its input {name} in place",
-    # Gradients compared with finite differences
+    # Gradients compared with the expected ones (the reference's, or finite differences)
     "contains_nan": "{label} contains NaN or inf",
     "named_shape": "{label}: {mistake}",
     "named": "{label}: {mistake}; {where}",
@@ -86,6 +86,7 @@ TEMPLATES = {
     "grade_header": "{item}: {earned:g} / {total:g} points",
     "grade_line": "  {mark} {check:<18} {earned:.3g}/{possible:.3g}  {detail}",
     "max_error": "max rel. error {err}",
+    "max_error_reference": "max rel. error {err} against the reference gradient",
     "public_pass": "matches numerical gradients, max rel. error {err}",
     "self_check_pass": "{mark} {item} {text}",
     "self_check_fail": "{mark} {item}: {text}",
@@ -123,13 +124,15 @@ def mark(passed):
     return say("pass_mark" if passed else "fail_mark")
 
 
-def grade_text(item, total, results):
-    """What gradcheck.grade prints: a header, then one line per sub-check (CheckResult, in order)."""
+def grade_text(item, total, results, reference=False):
+    """What gradcheck.grade prints: a header, then one line per sub-check (CheckResult, in order).
+    ``reference``: the gradients were compared with the reference backward's (the grader), not numerical ones."""
     earned = float(sum(r.earned for r in results))
+    max_error = "max_error_reference" if reference else "max_error"
     lines = [say("grade_header", item=item, earned=earned, total=total)]
     for r in results:
         detail = (render(r.diagnosis) if not r.passed and r.diagnosis else ""
-                  if r.max_rel_error is None else say("max_error", err=fmt_err(r.max_rel_error)))
+                  if r.max_rel_error is None else say(max_error, err=fmt_err(r.max_rel_error)))
         lines.append(say("grade_line", mark=mark(r.passed), check=r.check, earned=r.earned, possible=r.possible,
                          detail=detail).rstrip())
     return "\n".join(lines)

@@ -35,11 +35,14 @@ LogisticRegression.step    ``m = LogisticRegression(D, K, lr); m.params = {'W': 
 
 How a gradient is compared
 --------------------------
-The true gradient is written nowhere: it is measured from the forward pass alone, by central differences
-of ``L(x) = sum(forward(x) * d_out)`` (``numerical_gradient`` below; for nll_grad and step, of the mean NLL
-``nn.CategoricalCrossEntropy``). Every entry must have ``rel_error(yours, numerical) <= TOL``. The floor of
-that relative error, the random directions used for big arrays and the points of each sub-check are in
-``gradcheck_engine.py``, which you need not read.
+Here the true gradient is measured from the forward pass alone, by central differences of
+``L(x) = sum(forward(x) * d_out)`` (``numerical_gradient`` below; for nll_grad and step, of the mean NLL
+``nn.CategoricalCrossEntropy``). Every entry must have ``rel_error(yours, numerical) <= TOL``. The grader's
+hidden checks compare every entry with the instructor's reference backward pass instead (itself checked against
+finite differences along a random direction), with the same TOL: a right answer's max rel. error is about 1e-14
+(or 0) there, rather than the 1e-11 to 1e-7 of numerical gradients. The floor of that relative error, the random
+directions used for big arrays and the points of each sub-check are in ``gradcheck_engine.py``, which you need
+not read.
 
 Debugging your own layer
 ------------------------
@@ -128,7 +131,8 @@ def grade(item, impl, seeds=None, large=False):
     engine = _engine()
     results = engine.run_checks(item, impl, engine.GRADE_SEEDS if seeds is None else seeds, large=large)
     engine.rec.publish(results.values())   # the grader stores these records (gradcheck_records.py)
-    print(engine.text.grade_text(item, engine.ITEMS[item].total, results.values()))
+    reference = engine.reference() is not None   # only the grader has the reference backward
+    print(engine.text.grade_text(item, engine.ITEMS[item].total, results.values(), reference))
     return float(sum(r.earned for r in results.values()))
 
 

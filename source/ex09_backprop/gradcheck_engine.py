@@ -28,9 +28,12 @@ checked against it. A layer with ``forward(*inputs)`` and ``backward(d_out)`` is
         points={"outputs": 0.25, "d_x": 0.5, "latest cache": 0.125, "inputs unchanged": 0.125},
         shapes=[(3, 5), (6,), (2, 3, 4)], example=(np.array([-1.5, -0.5, 0.5, 1.5]),), example_d_out=np.ones(4))
 
-The reference forward pass is all the checker knows of a layer: the true gradient is measured from it by
-finite differences, never written down. ``nll_grad`` and ``LogisticRegression.step`` have their own runners
-(gradcheck_models.py); layers run in gradcheck_layers.py.
+The reference forward pass is all the released checker knows of a layer: the true gradient is measured from it
+by finite differences. The grader also has the instructor's reference backward passes (gradcheck_reference.py,
+never released; ``reference()``): graded cases then compare every entry with the reference's gradient, once it
+agrees with finite differences along one random direction (a disagreeing reference is never used: finite
+differences as without one). Public cases (``self_check``) always use finite differences. ``nll_grad`` and
+``LogisticRegression.step`` have their own runners (gradcheck_models.py); layers run in gradcheck_layers.py.
 
 Cases
 -----
@@ -38,8 +41,9 @@ A graded case is one seed x one shape of the item (``cases(seeds)``). ``gradchec
 grader's hidden tests) adds the item's **large case** last: half a million entries per input or more
 (``large_shape``, ``_LARGE_NLL``), where a backward pass takes milliseconds but differentiating numerically --
 one or two forward calls per entry -- takes minutes to hours. Its calls must finish within LARGE_SECONDS, or
-every sub-check fails on it with the diagnosis "too slow on the large case"; LARGE_PROBES random directions
-keep checking it cheap. It calls ``forward`` once (the small cases check the cache).
+every sub-check fails on it with the diagnosis "too slow on the large case". Without the reference,
+LARGE_PROBES random directions keep checking it cheap; with it, one random direction per salt (drawn once,
+gradcheck_compare.direction) verifies the reference. It calls ``forward`` once (the small cases check the cache).
 
 While the grader sets ``SEED_SALT`` on its trusted copy (a course secret mixed with a hash of the submission),
 every graded case's random stream starts from the salt too: the same submission gets the same cases on a
@@ -47,7 +51,7 @@ re-run, a changed one other cases. Public cases (``self_check``) are never salte
 
 Sub-checks (each earns its points only if it passes on every case, seed x shape):
 
-* ``d_<input>`` (``d_W``, ``W update``, ...): the gradient matches finite differences within TOL.
+* ``d_<input>`` (``d_W``, ``W update``, ...): the gradient matches the true one (see above) within TOL.
 * ``outputs``: plain float64 ``np.ndarray`` results of the right number, order and shapes.
 * ``latest cache``: ``forward`` called twice, then ``backward``: it must use the latest inputs.
 * ``inputs unchanged``: every array passed in is unchanged afterwards (compared with private copies).
@@ -66,6 +70,8 @@ log-sum-exp is rounded in absolute terms), so a true value of ~0 (``y[i] == 0``,
 cannot turn rounding noise into a large relative error. Tensors with more than MAX_ENTRYWISE = 256 entries are
 probed along NUM_PROBES = 6 random unit directions v instead (``<g, v>`` against
 ``(L(x+hv) - L(x-hv)) / 2h``, ``h = EPS * max(1, ||x||)``): entry by entry would cost 2 * size forward calls.
+Against the reference backward (graded cases in the grader) every entry is compared, with the same err, floor
+and TOL: each mistake fails and is named as against finite differences; a right answer's err is ~1e-14.
 
 Measured on the reference solutions (benchmarks/bench_gradcheck.py, 10,000 random trials per item: random
 seed, shapes with distinct dimensions, scales 0.1-10): no false failure; the largest err was 4.7e-7 (nll_grad
@@ -91,6 +97,7 @@ LARGE_SECONDS = 10.0  # a large case's calls must finish within this; a correct 
 PUBLIC_SEEDS = (101, 102)
 LARGE_STREAM = 999    # the large case's random stream: [seed, LARGE_STREAM] (small cases use [seed, shape index])
 SEED_SALT = None      # set by the grader on its trusted copy (an int): mixed into every graded case's stream
+USE_REFERENCE = True  # graded cases compare with the reference backward where it exists (see reference())
 
 
 # --------------------------------------------------------------------------
@@ -236,11 +243,13 @@ def run_checks(item, impl, seeds=GRADE_SEEDS, cases=None, large=False):
         diagnosis is the one from the first case where it failed.
     """
     spec = ITEMS[item]
+    ref = reference() if cases is None else None   # public and explicit cases: finite differences only
     cases = spec.cases(seeds, large) if cases is None else cases
     if not cases:   # nothing checked must not mean full points
         raise ValueError("no cases to check: give at least one seed")
     failed, errors = {}, {}
     for case in cases:
+        case = case if ref is None else dict(case, reference=ref, vseed=0 if SEED_SALT is None else SEED_SALT)
         for name, (ok, diagnosis, err) in spec.run(impl, case).items():
             if not ok:
                 failed.setdefault(name, diagnosis)
@@ -248,6 +257,18 @@ def run_checks(item, impl, seeds=GRADE_SEEDS, cases=None, large=False):
                 errors[name] = max(errors.get(name, err), err)
     return {name: CheckResult(item, name, 0.0 if name in failed else points, points, failed.get(name),
                               errors.get(name)) for name, points in spec.points.items()}
+
+
+def reference():
+    """The instructor's reference backward passes (gradcheck_reference.py, which only the grader has: it is
+    never released), or None: graded cases then measure the true gradients by finite differences alone."""
+    if not USE_REFERENCE:
+        return None
+    try:
+        import gradcheck_reference
+    except ImportError:
+        return None
+    return gradcheck_reference
 
 
 def first_diagnosis(results):

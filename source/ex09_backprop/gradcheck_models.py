@@ -3,8 +3,8 @@ import numpy as np
 
 import gradcheck_records as rec
 from gradcheck import TOL
-from gradcheck_compare import DIAG_TOL, compare, n_factors, nll, nll_target, phrase
-from gradcheck_layers import probes
+from gradcheck_compare import DIAG_TOL, compare, n_factors, nll, nll_of_logits, nll_target, phrase
+from gradcheck_layers import probes, reference_of
 from gradcheck_records import Diagnosis
 from gradcheck_values import (Reason, call, changed, fail, float_array, float_scalar, graded, guard, require_work,
                               snapshot, strict, timed, tname, values_of)
@@ -40,10 +40,25 @@ def _nll_runs(impl, case):
             r = runs[-1][3]   # once too slow, the large case waits for no further call
         else:
             r = timed(case, lambda s=sent: snapshot(call("nll_grad", lambda: impl(*s))))
-        tW = nll_target(lambda W_, b=b: nll(X, W_, b, Y), W, seed, probes(case))
-        tb = nll_target(lambda b_, W=W: nll(X, W, b_, Y), b, seed + 1, probes(case))
+        tW, tb = _nll_targets(X, W, b, Y, seed, case)
         runs.append((tag, [X, W, b, Y], sent, r, (tW, tb)))
     return runs
+
+
+def _nll_targets(X, W, b, Y, seed, case):
+    """The targets of d_W and d_b at (W, b): the reference's gradients in a graded case, see reference_of."""
+    grad, vseed = reference_of(case, "nll_grad")
+    XW = X @ W   # once per point: the loss as a function of b needs no other product (the same floats as nll)
+    loss_b = lambda b_: nll_of_logits(XW + b_, Y)   # noqa: E731
+    magnitude = lambda: abs(loss_b(b)) + 1.0        # noqa: E731
+    both = []
+
+    def exact(k):   # both reference gradients in one call, on first use
+        both[:] = both or grad(X, W, b, Y)
+        return both[k]
+    ex = (None, None) if grad is None else (lambda: exact(0), lambda: exact(1))
+    return (nll_target(lambda W_: nll(X, W_, b, Y), W, seed, probes(case), ex[0], vseed, magnitude),
+            nll_target(loss_b, b, seed + 1, probes(case), ex[1], vseed, magnitude))
 
 
 def run_nll(impl, case):
@@ -146,8 +161,7 @@ def run_step(impl, case):
     N = X.shape[0]
     case = dict(case, Xs=X.copy(), Ys=Y.copy())
     r = _step_run(impl, case)
-    targets = {"W": nll_target(lambda W_: nll(X, W_, b0, Y), W0, seed, probes(case)),
-               "b": nll_target(lambda b_: nll(X, W0, b_, Y), b0, seed + 1, probes(case))}
+    targets = dict(zip("Wb", _nll_targets(X, W0, b0, Y, seed, case)))
     before = {"W": W0, "b": b0}
 
     def after(p):

@@ -1,7 +1,7 @@
-"""The wire format of the RPC, shared by the grader (client.py, decode.py) and the kernel side (kernel_side.py).
+"""The wire format of the RPC, shared by the grader (grading/rpc/) and the kernel side (rpc_server.py).
 
-This file runs on both sides of the trust boundary: the grader imports it, and sends its source into the sandbox
-with kernel_side.py. It needs nothing but the standard library and numpy.
+This file runs on both sides of the trust boundary: the grader imports it, and ships it into the sandbox with the
+rest of this package. It needs nothing but the standard library and numpy.
 
 Frame: ``FRAME_LEN`` (bytes that follow), then the payload. Payload: ``HEADER_LEN`` (bytes of the header), a JSON
 header, then the ``.npy`` members (numpy's own format, written and read with ``allow_pickle=False``) in the order
@@ -46,6 +46,13 @@ MAX_MESSAGE = 4000                       # characters of an exception message
 MAX_TYPE_NAME = 100
 
 PLAIN_KINDS = "biufc"                    # bool, int, uint, float, complex: nothing numpy would unpickle
+# Operations: the "op" of a request header. The kernel side dispatches on them through a table (rpc_server.py).
+OP_CALL = "call"                         # call the referenced object with args and kwargs
+OP_GETATTR = "getattr"                   # an attribute of the referenced object
+OP_SETATTR = "setattr"                   # set an attribute of the referenced object
+OP_RESOLVE = "resolve"                   # classify global names of the kernel
+OP_RESET = "reset"                       # forget handles and tracked arrays (between test cells)
+
 KEY = re.compile(r"^[gks]\d{1,12}$")     # g: the grader's arrays, k: the kernel's, s: numpy scalars
 SCALAR_TAGS = {bool: "bool", int: "int", float: "float", str: "str"}
 SCALAR_TYPES = {tag: tp for tp, tag in SCALAR_TAGS.items()}
@@ -74,6 +81,15 @@ def same_array(a: np.ndarray, b: np.ndarray) -> bool:
     if uint is None or a.ndim == 0 or a.nbytes <= SMALL_ARRAY:
         return a.tobytes() == b.tobytes()
     return bool(np.array_equal(a.view(uint), b.view(uint)))
+
+
+def sync_in_place(live: np.ndarray | None, new: np.ndarray) -> bool:
+    """The one array sync of both sides: write `new` into the tracked array `live` when it can follow in place (same
+    shape and dtype, writable); False when it cannot (gone, resized or retyped), and the caller decides."""
+    if live is None or live.shape != new.shape or live.dtype != new.dtype or not live.flags.writeable:
+        return False
+    np.copyto(live, new)
+    return True
 
 
 class TreeEncoder:

@@ -1,4 +1,4 @@
-"""One submission's kernel, forked from the warm template (grading/sandbox/fork_server.py) and isolated exactly like
+"""One submission's kernel, forked from the warm template (fork_server.py) and isolated exactly like
 a cold sandboxed kernel (grading/sandbox/command.py) before any student code runs.
 
 Three processes, all trusted code until the last step of the third:
@@ -15,7 +15,7 @@ Three processes, all trusted code until the last step of the third:
    orphans and exits with 3's status, which ends every process of the namespace, daemonised ones too.
 3. **kernel**: the clean environment; no supplementary groups; the submission's own UID/GID (all capabilities
    gone, the bounding and ambient sets emptied first, inheritable cleared); ``no_new_privs``; the resource limits;
-   killed with init; finally the seccomp filter of grading/sandbox/seccomp.py (it refuses unshare and mount, so it
+   killed with init; finally the seccomp filter of seccomp.py (it refuses unshare and mount, so it
    comes after all of the above). Then fresh state: ``random``, numpy's global generator and multiprocessing's
    authkey from ``os.urandom``; a preloaded support module (the released ``nn``) dropped unless the scratch
    directory holds the same file; the template's own modules dropped; and IPKernelApp starts on the connection
@@ -35,7 +35,7 @@ import socket
 import sys
 import typing as t
 
-from grading.sandbox import linux
+from . import linux
 
 COVER_OPTIONS = "mode=1777,size={size}m"
 PTS_OPTIONS = "newinstance,ptmxmode=0666,mode=620"     # as bwrap's --dev mounts it
@@ -175,7 +175,8 @@ def _fresh_state(request: dict, preloaded: dict[str, bytes]) -> None:
         if same and module is not None:
             module.__file__ = path
             sys.modules[name] = module
-    for name in [n for n in sys.modules if n == "grading" or n.startswith("grading.")]:
+    package = __name__.rpartition(".")[0]        # this package, as the template imported it
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
         del sys.modules[name]
     sys.path[:] = [p for p in sys.path if p != request["template_dir"]]
     sys.argv[:] = ["ipykernel_launcher", "-f", request["conn_file"]]
@@ -183,7 +184,7 @@ def _fresh_state(request: dict, preloaded: dict[str, bytes]) -> None:
 
 def _run_kernel(request: dict, preloaded: dict[str, bytes]) -> None:
     """Process 3: the submission's kernel; never returns."""
-    from grading.sandbox.seccomp import build_filter     # loaded by the template: no file access here
+    from .seccomp import build_filter     # loaded by the template: no file access here
     try:
         linux.set_process_name(os.path.basename(sys.executable))
         signal.signal(signal.SIGINT, signal.default_int_handler)

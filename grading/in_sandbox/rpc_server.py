@@ -1,9 +1,9 @@
-"""The kernel side of the RPC: serves the grader's requests inside the student's (sandboxed) kernel.
+"""The kernel side of the RPC: answers the grader's requests inside the student's (sandboxed) kernel.
 
-The grader sends this file's source and wire.py's into the kernel in one silent execute request (client.py's
-bootstrap), which makes them the modules ``_grading_rpc.kernel_side`` and ``_grading_rpc.wire`` there and calls
-:func:`start`: the kernel connects to the grader's Unix socket and a daemon thread serves one request frame at a
-time (wire.py). Tests import it in-process and drive :class:`Server` or :func:`serve_connection` directly.
+rpc_serving.py starts it in the kernel (the grader's bootstrap calls its ``start``) and serves one request frame at a
+time (wire.py) from a daemon thread; :class:`Server` turns a request payload into a reply payload, dispatching on the
+request's op code (wire.OP_*) through :data:`OPERATIONS`. Tests import it in-process and drive :class:`Server`
+directly.
 
 Everything here runs where student code can reach it, so the grader trusts none of it: student code may replace
 any function of this module and forge any reply. That only changes the answers about its own code.
@@ -15,20 +15,12 @@ Unchanged arrays are not sent again: the comparison with the snapshot is bit for
 """
 from __future__ import annotations
 
-import contextvars
-import socket
 import sys
-import threading
 from typing import Any, Callable
 
 import numpy as np
 
 from . import wire
-
-_lock = threading.Lock()
-_busy: set[int] = set()             # idents of serving threads inside a call (what interrupt() may interrupt)
-_main_context: list = [None]        # the kernel main thread's context variables after its last execution
-
 
 class _ResultEncoder(wire.TreeEncoder):
     """Results as nodes: plain data by value (arrays tracked), anything else as a handle."""
@@ -171,9 +163,7 @@ class Server:
         arrays = {key: wire.read_npy(data) for key, data in members}
         for key in header.get("upload", ()):
             new, entry = arrays[key], self.tracked.get(key)
-            if (entry is not None and entry[0].shape == new.shape and entry[0].dtype == new.dtype
-                    and entry[0].flags.writeable):
-                np.copyto(entry[0], new)
+            if wire.sync_in_place(entry[0] if entry is not None else None, new):
                 entry[1] = new
             else:
                 self.track(key, np.array(new), new)      # a fresh, writable array
@@ -201,32 +191,45 @@ class Server:
                 table[name] = {"t": "remote"}
         return table
 
+    # ---------------------------------------------------------------- operations (OPERATIONS maps op codes to them)
+
+    def call(self, req: dict, arrays: dict, out: dict) -> dict:
+        target = self.resolve_ref(req["ref"])
+        value = target(*self.decode(req["args"], arrays), **self.decode(req["kwargs"], arrays))
+        return {"value": _ResultEncoder(self, out).encode(value)}
+
+    def get_attribute(self, req: dict, arrays: dict, out: dict) -> dict:
+        """A plain value or a handle; for a callable only whether it is a class-level method (the grader calls it
+        through a reference, so that the call itself is one RPC)."""
+        target = self.resolve_ref(req["ref"])
+        value = getattr(target, req["attr"])
+        if callable(value) and not (wire.plain_array(value) or type(value) in (tuple, list, dict)):
+            try:
+                cls = bool(_class_level(target, req["attr"]))
+            except Exception:
+                cls = False
+            return {"value": {"t": "callable", "cls": cls}}
+        return {"value": _ResultEncoder(self, out).encode(value)}
+
+    def set_attribute(self, req: dict, arrays: dict, out: dict) -> dict:
+        setattr(self.resolve_ref(req["ref"]), req["attr"], self.decode(req["value"], arrays))
+        return {"value": {"t": "none"}}
+
+    def resolve(self, req: dict, arrays: dict, out: dict) -> dict:
+        return {"names": self.resolve_names(req["names"], out)}
+
+    def forget(self, req: dict, arrays: dict, out: dict) -> dict:
+        self.reset()
+        return {"value": {"t": "none"}}
+
     def dispatch(self, payload: bytes) -> tuple[dict, dict]:
         req, arrays = self.receive(payload)
-        op, out = req["op"], {}
-        if op == "resolve":
-            return {"ok": True, "names": self.resolve_names(req["names"], out), "sync": self.sync(out)}, out
-        if op == "reset":
-            self.reset()
-            return {"ok": True, "value": {"t": "none"}, "sync": self.sync(out)}, out
-        target = self.resolve_ref(req["ref"])
-        if op == "call":
-            value = target(*self.decode(req["args"], arrays), **self.decode(req["kwargs"], arrays))
-        elif op == "getattr":
-            value = getattr(target, req["attr"])
-            if callable(value) and not (wire.plain_array(value) or type(value) in (tuple, list, dict)):
-                try:
-                    cls = bool(_class_level(target, req["attr"]))
-                except Exception:
-                    cls = False
-                return {"ok": True, "value": {"t": "callable", "cls": cls}, "sync": self.sync(out)}, out
-        elif op == "setattr":
-            setattr(target, req["attr"], self.decode(req["value"], arrays))
-            value = None
-        else:
+        operation = OPERATIONS.get(req["op"])
+        if operation is None:
             raise ValueError("unknown operation")
-        node = _ResultEncoder(self, out).encode(value)
-        return {"ok": True, "value": node, "sync": self.sync(out)}, out
+        out: dict = {}
+        header = operation(self, req, arrays, out)
+        return dict(header, ok=True, sync=self.sync(out)), out
 
     def failure(self, e: BaseException) -> tuple[dict, dict]:
         try:
@@ -248,6 +251,11 @@ class Server:
         return encode_reply(header, out, self.max_reply)
 
 
+OPERATIONS: dict[str, Callable[[Server, dict, dict, dict], dict]] = {
+    wire.OP_CALL: Server.call, wire.OP_GETATTR: Server.get_attribute, wire.OP_SETATTR: Server.set_attribute,
+    wire.OP_RESOLVE: Server.resolve, wire.OP_RESET: Server.forget}
+
+
 def encode_reply(header: dict, arrays: dict, limit: int) -> list:
     """The reply payload as buffers (wire.payload_parts), or a "too large" error when it would exceed what the
     grader accepts."""
@@ -258,120 +266,3 @@ def encode_reply(header: dict, arrays: dict, limit: int) -> list:
     return parts
 
 
-def _set_async_exc(tid: int, exc: type | None) -> None:
-    """Raise `exc` asynchronously in thread `tid` (None: clear a pending one)."""
-    import ctypes
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), None if exc is None else ctypes.py_object(exc))
-
-
-def interrupt() -> None:
-    """KeyboardInterrupt into every serving thread that is inside a call (sent by the grader to the kernel's idle
-    main thread when a call overran its timeout: a signal cannot reach a thread)."""
-    with _lock:
-        for tid in _busy:
-            _set_async_exc(tid, KeyboardInterrupt)
-
-
-def _serve_one(server: Server, payload: bytearray, enter: Callable) -> bytes | list:
-    tid = threading.get_ident()
-    try:
-        try:
-            with _lock:
-                _busy.add(tid)
-            return enter(server.handle, payload)
-        finally:
-            with _lock:
-                _busy.discard(tid)
-                _set_async_exc(tid, None)
-    except BaseException as e:      # an interrupt landed outside the call, or student code broke this module
-        try:
-            return wire.encode_payload({"ok": False, "etype": type(e).__name__[:wire.MAX_TYPE_NAME],
-                                        "msg": "the RPC server failed in the kernel", "sync": []}, {})
-        except BaseException:
-            return b""
-
-
-def _recv_exact(conn: socket.socket, n: int) -> bytearray | None:
-    buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        k = conn.recv_into(view[got:], n - got)
-        if not k:
-            return None
-        got += k
-    return buf
-
-
-def serve_connection(conn: socket.socket, server: Server, enter: Callable = lambda fn, arg: fn(arg)) -> None:
-    """Answer request frames on `conn` until it closes or breaks; `enter(fn, payload)` runs each call."""
-    try:
-        while True:
-            prefix = _recv_exact(conn, wire.FRAME_LEN.size)
-            if prefix is None or wire.FRAME_LEN.unpack(prefix)[0] > wire.MAX_REQUEST_BYTES:
-                return
-            payload = _recv_exact(conn, wire.FRAME_LEN.unpack(prefix)[0])
-            if payload is None:
-                return
-            reply = _serve_one(server, payload, enter)
-            wire.send_all(conn, wire.framed([reply] if isinstance(reply, (bytes, bytearray)) else reply))
-    except BaseException:
-        pass
-    finally:
-        try:
-            conn.close()
-        except BaseException:
-            pass
-
-
-def _snapshot_context(*args: Any) -> None:
-    """post_execute hook (main thread): remember the main thread's context variables (numpy's errstate and print
-    options, decimal's context, ...) so that calls served by the thread see what they would see in a cell."""
-    _main_context[0] = contextvars.copy_context()
-
-
-def _in_cell_context() -> Callable:
-    """How the serving thread runs a call: in the main thread's latest context, with its output attributed to the
-    grader's silent request that started the server (never to whatever cell the kernel ran last)."""
-    parents = []
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            var = stream._parent_header
-            parents.append((var, var.get()))
-        except Exception:
-            pass
-
-    def run(fn: Callable, arg: Any) -> Any:
-        for var, parent in parents:
-            try:
-                var.set(parent)
-            except Exception:
-                pass
-        return fn(arg)
-
-    def enter(fn: Callable, arg: Any) -> Any:
-        ctx = _main_context[0]
-        return run(fn, arg) if ctx is None else ctx.run(run, fn, arg)
-    return enter
-
-
-def start(path: str, ns: dict, options: dict) -> None:
-    """In the kernel: connect to the grader's socket at `path`, say hello, serve `ns` from a daemon thread."""
-    _snapshot_context()
-    try:
-        events = get_ipython().events     # noqa: F821 -- a builtin inside IPython
-        if _snapshot_context not in events.callbacks["post_execute"]:
-            events.register("post_execute", _snapshot_context)
-    except Exception:
-        pass
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(5)
-    conn.connect(path)
-    conn.settimeout(None)
-    try:        # fewer wake-ups per multi-megabyte reply
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wire.SOCKET_BUFFER)
-    except OSError:
-        pass
-    conn.sendall(wire.frame(wire.encode_payload({"hello": options["version"]}, {})))
-    server = Server(ns, options["max_reply"])
-    threading.Thread(target=serve_connection, args=(conn, server, _in_cell_context()), name="grading-rpc",
-                     daemon=True).start()

@@ -1,9 +1,9 @@
 """The warm-kernel template: a process inside a bwrap sandbox that imports what the kernels need once, then forks
-one isolated kernel per submission (grading/sandbox/warm_child.py). It only ever runs trusted code.
+one isolated kernel per submission (warm_child.py). It only ever runs trusted code.
 
-Started by the grader (grading/sandbox/warm_template.py) as ``python -m grading.sandbox.fork_server --listen-fd N
-[--preload MODULE]... [--preload-file NAME=PATH]...``, with a listening Unix ``SOCK_SEQPACKET`` socket on fd N.
-Every message is one JSON object, possibly with descriptors attached:
+Started by the grader (grading/sandbox/warm_template.py) as ``python -m _grading_in_sandbox.fork_server
+--listen-fd N [--preload MODULE]... [--preload-file NAME=PATH]...``, with a listening Unix ``SOCK_SEQPACKET``
+socket on fd N. Every message is one JSON object, possibly with descriptors attached:
 
 * ``{"op": "hello"}`` on the first connection -> ``{"ready": true}`` once everything is imported. That connection
   is the template's lifeline: when it closes (the grader exited, even by SIGKILL), the template kills its children
@@ -25,7 +25,7 @@ import socket
 import sys
 import types
 
-from grading.sandbox import seccomp, warm_child  # noqa: F401 -- seccomp is preloaded for the children
+from . import seccomp, warm_child  # noqa: F401 -- seccomp is preloaded for the children
 
 MAX_MESSAGE = 1 << 16
 

@@ -1,8 +1,8 @@
 """The few Linux calls Python 3.11 lacks, through ctypes: namespaces, mounts, detached mount trees, capabilities.
 
-Used by the warm-kernel template and its children (grading/sandbox/fork_server.py, grading/sandbox/warm_child.py)
-and, for :func:`open_tree`, by the grader (grading/sandbox/warm_template.py). Every wrapper raises OSError with
-the call's name on failure.
+Used by the warm-kernel template and its children (fork_server.py, warm_child.py) and, on the host side, by
+grading/sandbox/ (:func:`open_tree` for the template's forks, :func:`mount_points` for the disk quota). Every
+wrapper raises OSError with the call's name on failure.
 """
 from __future__ import annotations
 
