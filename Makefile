@@ -167,6 +167,7 @@ bench: venv system-deps release
 	$(BIN)/python benchmarks/bench_rpc.py --calls 1000
 	$(BIN)/python benchmarks/bench_test_cells.py --rounds 9
 	$(BIN)/python benchmarks/bench_class.py --students 40 --workers $(WORKERS)
+	$(BIN)/python benchmarks/bench_pool.py --students 12 --workers $(WORKERS)
 
 test: venv system-deps
 	$(BIN)/python -m pytest tests

@@ -13,8 +13,11 @@ are graded in one run on this machine, each way in a fresh temporary course dire
 (f) the compute floor: the notebooks' ordinary code cells (not the autograder test cells) exec'd for every
     submission in ONE warm interpreter whose imports were done once (benchmarks/compute_floor.py), divided by
     the number of cores: what grading this class costs at the very least.
-Every figure is wall-clock seconds per submission: the whole run (process start included) / --students. All
-runs, (s) included, get one thread per BLAS library (OMP_NUM_THREADS=1 ...), as the sandbox sets it.
+Every figure is wall-clock seconds per submission: the whole run (process start included) / --students; and for
+(s), (a) and (p) also CPU seconds per submission, of the grader (every process of the run but the kernels) and of
+the kernels (benchmarks/cpu_accounting.py: a cgroup per run as root), which a busy machine inflates far less
+than wall time. All runs, (s) included, get one thread per BLAS library (OMP_NUM_THREADS=1 ...), as the sandbox
+sets it.
 
 Printed: the four figures, the ratios (s)/(p), (a)/(s) and (p)/(f) against issue 11's targets (PASS/MISS and
 by how much), the machine (cores, CPU model, load average before and after: the machine may be shared, so
@@ -34,11 +37,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for the grading package
 
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
+from cpu_accounting import RunCPU  # noqa: E402
+from submission_breakdown import print_breakdown  # noqa: E402
 from grading.courses import sample_class  # noqa: E402
 from grading.courses.course_dir import BIN, make_course, run_nbgrader  # noqa: E402
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402
@@ -119,15 +125,27 @@ def copy_course(template, dest, keep=None):
 
 # ------------------------------------------------------------------ the runs
 
+class Run(NamedTuple):
+    """One timed run: wall-clock seconds, stdout, CPU seconds in all and of its kernels (None: not measured)."""
+    seconds: float
+    out: str
+    cpu: float
+    kernel_cpu: Optional[float]
+
+
 def run_timed(cmd, cwd):
-    """Wall-clock seconds of `cmd` in `cwd` and its stdout; exits if it fails."""
+    """`cmd` in `cwd`, timed (a Run); exits if it fails."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=TIMEOUT)
-    seconds = time.perf_counter() - start
+    with RunCPU(Path(cwd).name) as cpu:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=cpu.enter)
+        cpu.watch(proc.pid)
+        out, err = proc.communicate(timeout=TIMEOUT)
+        seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} in {cwd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return seconds, proc.stdout
+        sys.exit(f"{' '.join(map(str, cmd))} in {cwd} failed ({proc.returncode}):\n{out}\n{err}")
+    return Run(seconds, out, *cpu.seconds())
 
 
 def autograded_count(course):
@@ -135,22 +153,21 @@ def autograded_count(course):
 
 
 def time_autograde(course):
-    """Seconds of one `nbgrader autograde` of the whole class in `course`."""
-    seconds, _ = run_timed([BIN / "nbgrader", "autograde", ASSIGNMENT], course)
-    return seconds
+    """The Run of one `nbgrader autograde` of the whole class in `course`."""
+    return run_timed([BIN / "nbgrader", "autograde", ASSIGNMENT], course)
 
 
 def time_grade_class(course, workers):
-    """Seconds of `grading.cli.grade_class --workers N` and its summary line."""
-    seconds, out = run_timed([sys.executable, "-m", "grading.cli.grade_class", "--workers", str(workers)], course)
-    summary = [line for line in out.splitlines() if line.startswith("graded ")]
-    return seconds, (summary or ["(no summary line)"])[-1]
+    """The Run of `grading.cli.grade_class --workers N` and its summary line."""
+    run = run_timed([sys.executable, "-m", "grading.cli.grade_class", "--workers", str(workers)], course)
+    summary = [line for line in run.out.splitlines() if line.startswith("graded ")]
+    return run, (summary or ["(no summary line)"])[-1]
 
 
 def measure_floor(submitted):
     """benchmarks/compute_floor.py's figures for the submissions below `submitted`."""
-    _, out = run_timed([sys.executable, HERE / "compute_floor.py", submitted], submitted)
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(run_timed([sys.executable, HERE / "compute_floor.py", submitted], submitted).out
+                      .strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ the grades
@@ -199,47 +216,13 @@ def timed_submission(template, dest, students):
     time minus its submissions', shared out per submission)."""
     course = copy_course(template, dest, keep=students)
     out = dest.with_suffix(".json")
-    wall, _ = run_timed([sys.executable, HERE / "timed_autograde.py", out, "autograde", ASSIGNMENT], course)
+    wall = run_timed([sys.executable, HERE / "timed_autograde.py", out, "autograde", ASSIGNMENT], course).seconds
     submissions = json.loads(out.read_text())
     if len(submissions) != students:
         sys.exit(f"timed autograde in {course}: {len(submissions)} submissions timed, not {students}")
     phases = dict(submissions[len(submissions) // 2]["seconds"])
     phases["once per run"] = (wall - sum(s["seconds"]["submission"] for s in submissions)) / len(submissions)
     return phases
-
-
-def breakdown_rows(phases):
-    """(label, seconds) rows of one submission's breakdown; the rests are what no stopwatch saw."""
-    steps = {k: v for k, v in phases.items() if k.startswith(("sanitize: ", "autograde: "))}
-    execute = phases.get("execute step", 0.0)
-    inside = ("kernel start", "ordinary cells in the kernel", "test cells in the kernel", "kernel stop")
-    rows = [(f"  {name}", phases.get(name, 0.0)) for name in inside]
-    rows.append(("  rest of the execute step ((a): test cells in the grader, scratch, ...)",
-                 execute - sum(phases.get(name, 0.0) for name in inside)))
-    rows = [("execute step", execute), *rows,
-            ("sanitize pass (nbgrader's and the bundle's steps)",
-             sum(v for k, v in steps.items() if k.startswith("sanitize: "))),
-            ("autograde pass, steps other than execute", sum(v for k, v in steps.items()
-                                                              if k.startswith("autograde: "))),
-            ("init_assignment (copy, gradebook)", phases.get("init_assignment", 0.0))]
-    accounted = execute + sum(steps.values()) + phases.get("init_assignment", 0.0)
-    rows += [("rest of nbgrader's pipeline (read/write notebooks, hooks, gradebook)",
-              phases["submission"] - accounted),
-             ("one submission in all", phases["submission"]),
-             ("+ once per run, shared out (process start, imports, config)", phases["once per run"])]
-    return rows
-
-
-def print_breakdown(stock, bundle, students):
-    print(f"\nwhere one submission's time goes (seconds; the middle of {students} graded by one process,"
-          " benchmarks/timed_autograde.py):")
-    print(f"  {'':<78} {'(s)':>7} {'(a)':>7}")
-    for (label, s), (_, a) in zip(breakdown_rows(stock), breakdown_rows(bundle)):
-        print(f"  {label:<78} {s:7.3f} {a:7.3f}")
-    for name, phases in (("(s)", stock), ("(a)", bundle)):
-        steps = sorted(((v, k) for k, v in phases.items() if k.startswith(("sanitize: ", "autograde: "))),
-                       reverse=True)
-        print(f"  {name} slowest steps other than execute: " + ", ".join(f"{k} {v:.3f}" for v, k in steps[:4]))
 
 
 # ------------------------------------------------------------------ the report
@@ -253,7 +236,20 @@ def verdict(name, ratio, target, at_least):
     return f"{name} = {ratio:5.2f}   target {sign} {target:g}: {'PASS' if met else 'MISS'} ({how})"
 
 
-def print_figures(students, cores, workers, t, floor):
+def print_cpu(students, runs):
+    """CPU seconds per submission of (s), (a) and (p): grader, kernels, in all."""
+    print(f"\nCPU seconds per submission (the whole run's, process starts included, / {students}):")
+    print(f"  {'':<6} {'grader':>8} {'kernels':>8} {'in all':>8}")
+    for key, run in runs.items():
+        kernels = "n/a" if run.kernel_cpu is None else f"{run.kernel_cpu / students:8.3f}"
+        grader = "n/a" if run.kernel_cpu is None else f"{(run.cpu - run.kernel_cpu) / students:8.3f}"
+        print(f"  ({key})    {grader:>8} {kernels:>8} {run.cpu / students:8.3f}")
+    cpu = {key: run.cpu for key, run in runs.items()}
+    print(f"  (s)/(p) in CPU seconds: {cpu['s'] / cpu['p']:.2f}; (a)/(p): {cpu['a'] / cpu['p']:.2f}")
+
+
+def print_figures(students, cores, workers, runs, floor):
+    t = {key: run.seconds for key, run in runs.items()}
     per = {k: v / students for k, v in t.items()}
     per["f"] = floor["seconds"] / students / cores
     print(f"\nper submission ({students} correct submissions; wall-clock of the whole run / {students}):")
@@ -267,22 +263,23 @@ def print_figures(students, cores, workers, t, floor):
     print("  " + verdict("(s)/(p)", per["s"] / per["p"], TARGETS["s/p"], at_least=True))
     print("  " + verdict("(p)/(f)", per["p"] / per["f"], TARGETS["p/f"], at_least=False))
     print("  " + verdict("(a)/(s)", per["a"] / per["s"], TARGETS["a/s"], at_least=False))
+    print_cpu(students, runs)
 
 
 def grade_all(tmp, stock, bundle, students, workers):
-    """Run (s), (a), (p) and (f), each on its own fresh copy; their seconds, the floor and the graded courses."""
+    """Run (s), (a), (p) and (f), each on its own fresh copy; their Runs, the floor and the graded courses."""
     courses = {"s": copy_course(stock, tmp / "s"), "a": copy_course(bundle, tmp / "a"),
                "p": copy_course(bundle, tmp / "p")}
-    t = {}
+    runs = {}
     for key in ("s", "a"):
-        t[key] = time_autograde(courses[key])
-        print(f"({key}) nbgrader autograde: {t[key]:.1f} s, {autograded_count(courses[key])} notebooks autograded",
-              flush=True)
-    t["p"], summary = time_grade_class(courses["p"], workers)
-    print(f"(p) grade_class: {t['p']:.1f} s; it says: {summary}", flush=True)
+        runs[key] = time_autograde(courses[key])
+        print(f"({key}) nbgrader autograde: {runs[key].seconds:.1f} s, {runs[key].cpu:.1f} CPU-s, "
+              f"{autograded_count(courses[key])} notebooks autograded", flush=True)
+    runs["p"], summary = time_grade_class(courses["p"], workers)
+    print(f"(p) grade_class: {runs['p'].seconds:.1f} s, {runs['p'].cpu:.1f} CPU-s; it says: {summary}", flush=True)
     floor = measure_floor(bundle / "submitted")
     print(f"(f) compute floor: {floor['seconds']:.1f} s for {floor['notebooks']} notebooks", flush=True)
-    return t, floor, courses
+    return runs, floor, courses
 
 
 def check_grades(courses, students):
@@ -310,12 +307,12 @@ def main(argv=None):
         tmp = Path(tmp)
         stock = stock_course(tmp / "stock", args.students)
         bundle = bundle_course(tmp / "bundle", args.students)
-        t, floor, courses = grade_all(tmp, stock, bundle, args.students, args.workers)
+        runs, floor, courses = grade_all(tmp, stock, bundle, args.students, args.workers)
         timed = min(BREAKDOWN_STUDENTS, args.students)
         breakdown = {key: timed_submission(course, tmp / f"timed_{key}", timed)
                      for key, course in (("s", stock), ("a", bundle))}
         differences = check_grades(courses, args.students)
-    print_figures(args.students, cores, args.workers, t, floor)
+    print_figures(args.students, cores, args.workers, runs, floor)
     print_breakdown(breakdown["s"], breakdown["a"], timed)
     print(f"\nmachine: {cores} cores, {cpu_model()}; load average (1/5/15 min) before {load_before}, "
           f"after {load_average()}")

@@ -1,6 +1,6 @@
 """The sample class of `make demo`, graded once per test session by the same commands `make demo` runs:
 grading/courses/demo_course.py (course files, generate_assignment, grading/courses/sample_class.py),
-grading/cli/grade_class.py (2 Dask workers), generate_feedback, export. The pipeline, report and feedback-page
+grading/cli/grade_class.py (2 workers), generate_feedback, export. The pipeline, report and feedback-page
 tests all read this one graded course.
 
 Use it from a test module with `from graded_course import graded_course  # noqa: F401` (a pytest fixture).

@@ -1,6 +1,6 @@
-"""Class grading (grading/class_grading/, `python -m grading.cli.grade_class`) on Dask: workers elsewhere than the
-course, failing and overrunning submissions, instructor-only files; one student's trouble is that student's
-one-line problem and the class run goes on."""
+"""Class grading (grading/class_grading/, `python -m grading.cli.grade_class`) on local worker processes and on
+Dask: Dask workers elsewhere than the course, failing and overrunning submissions, instructor-only files; one
+student's trouble is that student's one-line problem and the class run goes on."""
 import json
 import os
 import sqlite3

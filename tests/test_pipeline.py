@@ -139,7 +139,7 @@ def test_a_killed_worker_loses_no_submission(tmp_path):
     killed = []
 
     def kill_a_worker():
-        # Dask's nanny starts each worker as a child process; kill one that is busy grading.
+        # Each worker process is a descendant of the run; kill one that is busy grading.
         while not killed and proc.poll() is None:
             workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if _runs_a_kernel(p)]
             if workers:
@@ -157,7 +157,7 @@ def test_a_killed_worker_loses_no_submission(tmp_path):
 
 
 def test_a_class_run_killed_midway_loses_no_finished_grade(tmp_path):
-    """SIGKILL to the whole run (coordinator, Dask workers, kernels) after three progress lines: those three are
+    """SIGKILL to the whole run (coordinator, workers, kernels) after three progress lines: those three are
     committed, the rerun grades only the others, and the gradebook ends complete and exact."""
     course = make_class(tmp_path / "interrupted")
     command = [sys.executable, "-m", "grading.cli.grade_class", "--workers", "2"]
@@ -182,7 +182,7 @@ def test_a_class_run_killed_midway_loses_no_finished_grade(tmp_path):
 
 
 def _runs_a_kernel(process):
-    """A Dask worker busy grading has a sandboxed kernel (bwrap) as its child."""
+    """A worker busy grading has a sandboxed kernel (bwrap) as its child."""
     try:
         return process.name() != "bwrap" and any(c.name() == "bwrap" for c in process.children())
     except psutil.Error:

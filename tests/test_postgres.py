@@ -1,5 +1,5 @@
 """The gradebook in a real PostgreSQL server (Debian's postgresql package, `make system-deps`): the sample class
-graded into it sequentially and on 2 Dask workers gets exactly the gradebook of the SQLite run (slow: whole
+graded into it sequentially and on 2 workers gets exactly the gradebook of the SQLite run (slow: whole
 classes).
 
 The server is started here with initdb in a temporary directory, as the postgres user (PostgreSQL refuses to

@@ -1,4 +1,4 @@
-"""One submission through nbgrader's full Autograde on a Dask worker: the unit of work of class grading.
+"""One submission through nbgrader's full Autograde on a worker: the unit of work of class grading.
 
 A task carries everything it grades with: the course files of `course_payload` (config, trusted modules, source/
 and release/ of the assignment, so the sandbox gets exactly the support files that sequential grading gives it,
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from distributed import get_worker
 from nbgrader.api import Gradebook
 
 from grading.class_grading.gradebook_rows import add_rows, recorded_values, structure_snapshot
@@ -89,6 +88,9 @@ def write_files(root, files):
 
 def announce_start():
     """Tell the coordinator (a Dask event) that this task now runs, so its time limit starts now."""
+    if "distributed" not in sys.modules:  # not on a Dask worker (a local pool's worker never imports Dask)
+        return
+    from distributed import get_worker
     try:
         worker = get_worker()
     except ValueError:  # not running as a Dask task

@@ -1,4 +1,5 @@
-"""One class run: autograde the named submissions of an assignment, one after another or on Dask.
+"""One class run: autograde the named submissions of an assignment, one after another, on local worker
+processes or on Dask.
 
 Grading stays nbgrader's: every submission goes through nbgrader's own Autograde converter (the same one that
 `nbgrader autograde` and formgrader's "autograde" button run), configured by nbgrader_config.py, once.
@@ -7,29 +8,30 @@ A run grades only what is missing or changed (up_to_date.py: new or resubmitted,
 the config or source notebook edited since); force grades every submission named.
 
 With one worker, submissions are graded one after another in this process by nbgrader's API. With more, each
-submission is one Dask task (autograde_one.py) that runs nbgrader's full Autograde on a worker, in a private
+submission is one task (autograde_one.py) for a worker: a long-lived local worker process (local_pool.py), or
+with a scheduler address a Dask worker (dask_tasks.py). The task runs nbgrader's full Autograde in a private
 scratch course whose gradebook is a SQLite snapshot of the assignment's structure plus that student's rows
 (gradebook_rows.py), and sends back the autograded files and the student's gradebook values. This process, the
 gradebook's single writer, records them (recording.py) into autograded/ and the course gradebook -- SQLite or
 PostgreSQL, wherever db_url points; workers never reach it -- committing each batch of finished results at once,
 so a run killed at any moment loses no recorded grade. Course files and the snapshot travel once per worker;
-workers need no shared filesystem and no copy of this repository: they get the `grading` package once
-(ship_package.py). A task whose worker dies is retried by Dask; a task still running after task_timeout seconds
-is stopped (its worker is restarted; dask_tasks.py). Whatever goes wrong with one submission becomes that
-student's one-line problem in autograded/<PROBLEMS_FILE> (problems.py), and the class run goes on.
+Dask workers need no shared filesystem and no copy of this repository: they get the `grading` package once
+(ship_package.py). A task whose worker dies is given to another worker; a task still running after task_timeout
+seconds is stopped (its worker is killed or restarted, with its kernel). Whatever goes wrong with one submission
+becomes that student's one-line problem in autograded/<PROBLEMS_FILE> (problems.py), and the class run goes on.
 """
 import sys
 import time
 import warnings
+from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.exc import SAWarning
 
-from grading.class_grading.autograde_one import STARTED_TOPIC, autograde_remotely, course_payload, submission_payload
-from grading.class_grading.dask_tasks import TaskClock, dask_client, task_outcomes
+from grading.class_grading.autograde_one import course_payload, submission_payload
+from grading.class_grading.local_pool import LocalPool
 from grading.class_grading.problems import one_line, reason_from_nbgrader_result, record_problems
 from grading.class_grading.recording import Recorder
-from grading.class_grading.ship_package import ship_to_workers, shipped_task
 from grading.class_grading.up_to_date import GradedMarks
 from grading.course_config import nbgrader_api
 from grading.plugins.intake import SubmissionIntake, UnsafeSubmissionError
@@ -38,7 +40,7 @@ from grading.plugins.intake import SubmissionIntake, UnsafeSubmissionError
 # about the grades and would drown the progress lines.
 warnings.filterwarnings("ignore", category=SAWarning)
 
-TASK_TIMEOUT = 1800.0  # seconds a Dask task may run: well above a notebook's own time budget
+TASK_TIMEOUT = 1800.0  # seconds one submission's task may run: well above a notebook's own time budget
 
 
 def submitted_students(course, assignment):
@@ -80,14 +82,13 @@ def grade_sequentially(course, assignment, students, outcomes):
         outcomes.add(student, problem, time.monotonic() - start)
 
 
-# ---------------------------------------------------------------- on Dask ------------------------------------
+# ---------------------------------------------------------------- in parallel --------------------------------
 
-def submit_tasks(client, recorder, marks, course, assignment, students, outcomes):
-    """One Dask task per readable submission, with that student's gradebook rows: ({task key: (future, student)},
-    {student: digest of what their task grades})."""
+def prepared_tasks(recorder, marks, course, assignment, students, outcomes):
+    """One task per readable submission, with that student's gradebook rows: ([(student, task arguments)],
+    {student: digest of what their task grades}); a refused or unreadable one is its student's problem here."""
     refusals = SubmissionIntake.for_course(course)
-    course_files = client.scatter(course_payload(course, assignment), broadcast=True)  # once per worker
-    task, tasks, digests = shipped_task(autograde_remotely), {}, {}
+    tasks, digests = [], {}
     for student in students:
         refused = refusals.refusal(Path(course) / "submitted", student, assignment)
         if refused:  # reported as nbgrader's own Autograde reports it, and nothing recorded, as it records nothing
@@ -99,9 +100,8 @@ def submit_tasks(client, recorder, marks, course, assignment, students, outcomes
         except OSError as error:
             outcomes.add(student, f"submission could not be read ({one_line(error)})", 0.0)
             continue
-        future = client.submit(task, course_files, assignment, student, files, recorder.rows_for(student),
-                               key=f"grade-{student}", pure=False)
-        tasks[future.key], digests[student] = (future, student), marks.digest(student, files)
+        tasks.append((student, (assignment, student, files, recorder.rows_for(student))))
+        digests[student] = marks.digest(student, files)
     return tasks, digests
 
 
@@ -123,15 +123,21 @@ def record_batch(recorder, marks, digests, batch):
     return done
 
 
-def grade_on_dask(course, assignment, students, outcomes, workers, scheduler=None, task_timeout=TASK_TIMEOUT):
+def grade_in_parallel(course, assignment, students, outcomes, workers, scheduler=None, task_timeout=TASK_TIMEOUT,
+                      backend="pool"):
+    """Grade on `workers` local worker processes (backend "pool", local_pool.py), or on Dask (backend "dask": the
+    scheduler at `scheduler`, else a local cluster); either way recorded here, by the single writer."""
     marks, recorder = GradedMarks(course, assignment), Recorder(course, assignment)
     try:
-        with dask_client(workers, scheduler) as client:
-            ship_to_workers(client)
-            clock = TaskClock()
-            client.subscribe_topic(STARTED_TOPIC, clock)
-            tasks, digests = submit_tasks(client, recorder, marks, course, assignment, students, outcomes)
-            for batch in task_outcomes(client, tasks, clock, task_timeout):
+        course_files = course_payload(course, assignment)  # first: it makes the course's seed secret if missing
+        tasks, digests = prepared_tasks(recorder, marks, course, assignment, students, outcomes)
+        if backend == "dask" or scheduler:
+            from grading.class_grading.dask_tasks import dask_outcomes  # Dask's imports only for Dask runs
+            batches = dask_outcomes(tasks, course_files, workers, scheduler, task_timeout)
+        else:
+            batches = LocalPool(workers, course_files, task_timeout).outcomes(tasks)
+        with closing(batches):
+            for batch in batches:
                 for student, problem, seconds in record_batch(recorder, marks, digests, batch):
                     outcomes.add(student, problem, seconds)
     finally:
@@ -139,15 +145,16 @@ def grade_on_dask(course, assignment, students, outcomes, workers, scheduler=Non
 
 
 def grade_class(course, assignment, students, workers=1, scheduler=None, task_timeout=TASK_TIMEOUT,
-                on_graded=None):
-    """Autograde `students`' submissions: one after another here (one worker, no scheduler), else on Dask (a local
-    cluster of `workers` processes, or the scheduler at `scheduler`). `on_graded(student, seconds, problem)` is
-    called as each one ends. Returns {student: one-line problem} of those that could not be graded."""
+                on_graded=None, backend="pool"):
+    """Autograde `students`' submissions: one after another here (one worker, no scheduler), else on `workers`
+    local worker processes, or on Dask with the scheduler at `scheduler` (backend "dask" without a scheduler: a
+    local Dask cluster, for comparison). `on_graded(student, seconds, problem)` is called as each one ends.
+    Returns {student: one-line problem} of those that could not be graded."""
     course = Path(course).resolve()
     sys.path.insert(0, str(course))  # the course's nbgrader_config.py names its plugins as `grading.plugins...`
     outcomes = Outcomes(course, on_graded)
     if students and workers <= 1 and not scheduler:
         grade_sequentially(course, assignment, students, outcomes)
     elif students:
-        grade_on_dask(course, assignment, students, outcomes, workers, scheduler, task_timeout)
+        grade_in_parallel(course, assignment, students, outcomes, workers, scheduler, task_timeout, backend)
     return outcomes.problems

@@ -1,13 +1,23 @@
 """Dask plumbing of class grading: the cluster, when each task started, and outcomes as tasks finish,
 fail or overrun the task timeout (an overrunning task is cancelled and its worker restarted, which ends the
-sandboxed kernel it holds)."""
+sandboxed kernel it holds).
+
+Dask serves `--scheduler` (a cluster, possibly of other machines); on one machine a LocalCluster is only made
+when asked for (benchmarks), with its sampling profiler off: local runs use local_pool.py.
+"""
 import threading
 import time
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster, wait
 
+from grading.class_grading.autograde_one import STARTED_TOPIC, autograde_remotely
 from grading.class_grading.problems import one_line
+from grading.class_grading.ship_package import ship_to_workers, shipped_task
+
+# A local cluster's costs that grade nothing: the profiler samples every task's stack (about 0.25 CPU-s a task).
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 POLL_SECONDS = 1.0     # how often running tasks are checked against the task timeout
 
@@ -35,15 +45,16 @@ class TaskClock:
 def dask_client(workers, scheduler):
     """A client of the scheduler at `scheduler`, or of a local cluster of `workers` processes."""
     # One thread per worker process: each worker runs one kernel at a time, so workers = cores.
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None, silence_logs=40)
-    client = Client(scheduler or cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with dask.config.set(LOCAL_CLUSTER_CONFIG if not scheduler else {}):
+        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None, silence_logs=40)
+        client = Client(scheduler or cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def stop_task(client, future, worker):
@@ -90,3 +101,19 @@ def task_outcomes(client, tasks, clock, task_timeout):
                 batch.append(outcome)
         if batch:
             yield batch
+
+
+def dask_outcomes(tasks, course_files, workers, scheduler, task_timeout):
+    """Yield, as tasks end, batches [(student, Graded or None, problem, seconds)] of `tasks`
+    ([(student, (assignment, student, submission files, gradebook rows))]), each one a Dask task on the scheduler
+    at `scheduler` or on a local cluster of `workers` processes."""
+    with dask_client(workers, scheduler) as client:
+        ship_to_workers(client)
+        clock = TaskClock()
+        client.subscribe_topic(STARTED_TOPIC, clock)
+        shared = client.scatter(course_files, broadcast=True)  # once per worker
+        task, futures = shipped_task(autograde_remotely), {}
+        for student, args in tasks:
+            future = client.submit(task, shared, *args, key=f"grade-{student}", pure=False)
+            futures[future.key] = (future, student)
+        yield from task_outcomes(client, futures, clock, task_timeout)

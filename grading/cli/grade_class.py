@@ -35,10 +35,11 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Autograde every submission of an assignment.")
     parser.add_argument("--course", default=".", help="course directory (default: here)")
     parser.add_argument("--assignment", default=ASSIGNMENT)
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel kernels (default: cores)")
-    parser.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="worker processes on this machine, one kernel each (default: cores)")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler (default: local worker processes)")
     parser.add_argument("--task-timeout", type=float, default=TASK_TIMEOUT,
-                        help=f"seconds one submission may take on a Dask worker (default: {TASK_TIMEOUT:g}; "
+                        help=f"seconds one submission may take on a worker (default: {TASK_TIMEOUT:g}; "
                              "0: no limit); over it, the student gets a one-line problem")
     parser.add_argument("--student", action="append", help="grade only these students (repeatable)")
     parser.add_argument("--force", action="store_true",
