@@ -130,6 +130,11 @@ c.HTMLExporter.extra_template_basedirs = [
 # nbgrader's default root, /usr/local/share/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
 # release_feedback skips, one line each, students whose submission did not come through the exchange.
 c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
+# collect (and formgrader's Collect button) copies regular files only, walked with lstat, never following a link,
+# and takes the submission time from the exchange host's ctimes, not from the student's timestamp.txt
+# (grading/plugins/safe_collect.py; docs/security.md, "The exchange"). c.SafeCollect.timestamp_tolerance: seconds
+# a timestamp.txt may disagree before it is reported; the intake's caps (c.SubmissionIntake.*) apply.
+c.ExchangeFactory.collect = "grading.plugins.safe_collect.SafeCollect"
 
 # Logs: stock nbgrader noise dropped or said once, late penalties as INFO, everything else unchanged
 # (grading/plugins/quiet_logs.py).
