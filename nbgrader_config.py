@@ -113,6 +113,9 @@ c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
 # `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
 # assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
 # (The id is set to its default on purpose: each term's Canvas assignment has its own, to be filled in here.)
+# Plain `nbgrader export` writes nbgrader's CSV through the bundle's exporter: the same columns, but a roster name
+# or other text starting with = + - @, a tab or CR gets a leading quote, never a live formula (grading/spreadsheet.py).
+c.ExportApp.plugin_class = "grading.plugins.lms_export.SafeCsvExport"
 c.CanvasCsvExport.title = "In-class exercise 9"
 c.CanvasCsvExport.canvas_assignment_id = ""
 
