@@ -39,6 +39,7 @@ from traitlets.config import LoggingConfigurable
 from traitlets.config.loader import ConfigFileNotFound
 
 from grading.course_config import load_course_config
+from grading.student_ids import id_problem, shown
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -117,6 +118,8 @@ class SubmissionIntake(LoggingConfigurable):
             raise UnsafeSubmissionError(f"{_REFUSED}it could not be listed ({type(e).__name__})") from None
 
     def _walk_submission(self, submitted, student, assignment, read):
+        if id_problem(student):  # a folder of submitted/ whose name is no student id (grading/student_ids.py)
+            raise UnsafeSubmissionError(f"{_REFUSED}{id_problem(student)}")
         files, budget = {}, [self.max_files, self.max_total_mb << 20, 0.0]
         try:  # submitted/ itself is the instructor's (it may be a link); what is below it is the students'
             top = os.open(submitted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -202,7 +205,7 @@ def refuse_unsafe_submissions(autograde_class):
         submitted = os.path.normpath(self.coursedir.format_path(self.coursedir.submitted_directory, ".", "."))
         reason = SubmissionIntake(parent=self).refusal(submitted, student_id, assignment_id)
         if reason:
-            self.log.error("%s: %s", student_id, reason)
+            self.log.error("%s: %s", shown(student_id), reason)
             raise UnsafeSubmissionError(reason)
         return original(self, assignment_id, student_id)
 

@@ -1,0 +1,98 @@
+"""Issue 21, item 2: student ids and names are data. Through the real entry points: a roster name that is markup
+in formgrader's submission view (a running `jupyter server`, headless Chromium), and student ids and grade ids
+with markup or escape sequences arriving through `submitted/`, into `nbgrader autograde`'s and `make report`'s
+terminal output (grading/student_ids.py, grading/terminal.py, grading/templates/formgrade/).
+
+PAGE_ATTACKS and TERMINAL_ATTACKS are the catalog; each fails on a bundle without the fix (slow: a small class is
+autograded and formgrader started).
+"""
+import csv
+import io
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from conftest import ASSIGNMENT, NOTEBOOK, make_course, nbgrader, write_test_secret
+from hostile_catalog import PWN
+from test_html_safety import CHROMIUM, _submission_id, browser, formgrader, visit  # noqa: F401 -- fixtures
+
+from grading.course import COURSE_ID
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM, reason="no Chromium")]
+MARKUP = f'<img src=x onerror="{PWN}">'
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
+PAGE_ATTACKS = {   # student: (first name, last name) in the roster
+    "rosa": ("Rosa", MARKUP),
+    "fred": (MARKUP, "Fred"),
+}
+TERMINAL_ATTACKS = {   # folder in submitted/ (a student id arriving there), or a student whose cell's grade_id
+    "markup-id": f"<img src=x onerror={PWN.replace(' ', '')}>",
+    "escape-id": f"evil{ESCAPES}",
+}
+GRADE_ID_STUDENT = "gina"   # her submission adds a graded cell whose grade_id carries escape sequences
+
+
+def roster(course):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "first_name", "last_name", "email", "lms_user_id"])
+    for student, (first, last) in PAGE_ATTACKS.items():
+        writer.writerow([student, first, last, f"{student}@uni.example", ""])
+    writer.writerow([GRADE_ID_STUDENT, "Gina", "Id", "gina@uni.example", ""])
+    (course / "roster.csv").write_text(out.getvalue())
+    subprocess.run([sys.executable, "-m", "grading.cli.roster", "roster.csv", "--course", str(course)], cwd=course,
+                   check=True, capture_output=True)
+
+
+def with_hostile_grade_id(folder):
+    nb = nbformat.read(folder / NOTEBOOK, as_version=4)
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": False, "points": 1,
+                                 "grade_id": f"test_evil{ESCAPES}", "schema_version": 3}
+    nb.cells.append(cell)
+    nbformat.write(nb, folder / NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("pages") / "course")
+    write_test_secret(course)
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    roster(course)
+    release = course / "release" / ASSIGNMENT
+    for student in [*PAGE_ATTACKS, GRADE_ID_STUDENT, *TERMINAL_ATTACKS.values()]:
+        shutil.copytree(release, course / "submitted" / student / ASSIGNMENT)
+    with_hostile_grade_id(course / "submitted" / GRADE_ID_STUDENT / ASSIGNMENT)
+    autograde = nbgrader(course, "autograde", ASSIGNMENT, check=False)
+    report = subprocess.run([sys.executable, "-m", "grading.cli.report", "--course", str(course)], cwd=course,
+                            text=True, capture_output=True, timeout=600)
+    course.joinpath("terminal.txt").write_text(autograde.stdout + autograde.stderr + report.stdout + report.stderr)
+    return course
+
+
+@pytest.fixture(scope="module")
+def terminal(graded):
+    return (graded / "terminal.txt").read_text()
+
+
+@pytest.mark.parametrize("student", list(PAGE_ATTACKS))
+def test_a_roster_name_is_text_in_formgraders_submission_view(graded, formgrader, browser, student):  # noqa: F811
+    base, token = formgrader
+    url = f"{base}/formgrader/submissions/{_submission_id(graded, student)}/?token={token}"
+    seen = visit(browser, url, f"perimeter_formgrader_{student}.png")
+    assert (seen["title"], seen["pwned"], seen["dialogs"]) == ("backprop", None, [])
+
+
+@pytest.mark.parametrize("attack", list(TERMINAL_ATTACKS))
+def test_an_id_that_is_not_a_student_id_is_refused_at_autograde(graded, terminal, attack):
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{graded / 'gradebook.db'}", COURSE_ID) as gb:
+        assert TERMINAL_ATTACKS[attack] not in {s.id for s in gb.students}
+    assert any("student id" in line and "refused" in line for line in terminal.splitlines())
+
+
+def test_no_escape_sequence_reaches_the_terminal(terminal):
+    assert "\x1b" not in terminal and "\x07" not in terminal
+    assert "\\x1b" in terminal   # shown, as text
