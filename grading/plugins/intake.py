@@ -45,6 +45,7 @@ _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")]
 _REFUSED = "submission refused, nothing in it was read: "
+_STUDENT = "the student folder"
 
 
 class UnsafeSubmissionError(Exception):
@@ -118,15 +119,13 @@ class SubmissionIntake(LoggingConfigurable):
             raise UnsafeSubmissionError(f"{_REFUSED}it could not be listed ({type(e).__name__})") from None
 
     def _walk_submission(self, submitted, student, assignment, read):
-        if id_problem(student):  # a folder of submitted/ whose name is no student id (grading/student_ids.py)
-            raise UnsafeSubmissionError(f"{_REFUSED}{id_problem(student)}")
         files, budget = {}, [self.max_files, self.max_total_mb << 20, 0.0]
         try:  # submitted/ itself is the instructor's (it may be a link); what is below it is the students'
             top = os.open(submitted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             return files
         try:
-            for name, label in ((student, "the student folder"), (assignment, "the assignment folder")):
+            for name, label in ((student, _STUDENT), (assignment, "the assignment folder")):
                 fd = self._enter(top, name, label)
                 if fd is None:
                     return files
@@ -141,6 +140,8 @@ class SubmissionIntake(LoggingConfigurable):
         """Descriptor of the directory ``name`` in ``parent``; None when absent; refused when not a directory."""
         if name in ("", ".", "..") or "/" in name:
             raise UnsafeSubmissionError(f"{_REFUSED}{label} {_shown(name)} is not a folder name")
+        if label == _STUDENT and id_problem(name):  # a folder of submitted/ that names no student id
+            raise UnsafeSubmissionError(f"{_REFUSED}{id_problem(name)}")
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
