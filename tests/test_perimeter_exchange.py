@@ -115,3 +115,13 @@ def test_forged_timestamp_is_reported_and_the_late_penalty_stands(collected):
     nbgrader(course, "autograde", ASSIGNMENT, f"--student={LATE}")
     penalty = gradebook_contents(course)[LATE]["backprop"]["penalty"]
     assert penalty == pytest.approx(1.0)   # 10 points, one started day late: 10 %
+
+
+def test_formgraders_collect_button_goes_through_the_same_collect(collected):
+    """Formgrader's Collect button calls NbGraderAPI.collect, which takes nbgrader_config.py's ExchangeFactory."""
+    from grading.course_config import nbgrader_api
+    course, _ = collected
+    result = nbgrader_api(course).collect(ASSIGNMENT)
+    assert result["success"], result
+    for student, (_, _, line) in EXCHANGE_ATTACKS.items():
+        assert line in result["log"] and not (course / "submitted" / student / ASSIGNMENT).exists(), student
