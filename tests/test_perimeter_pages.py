@@ -96,3 +96,28 @@ def test_an_id_that_is_not_a_student_id_is_refused_at_autograde(graded, terminal
 def test_no_escape_sequence_reaches_the_terminal(terminal):
     assert "\x1b" not in terminal and "\x07" not in terminal
     assert "\\x1b" in terminal   # shown, as text
+
+
+def test_a_grade_id_is_text_in_the_feedback_template(browser, tmp_path):  # noqa: F811
+    """The feedback template as nbgrader_config.py sets it up (grading/templates/ first), without the page's
+    Content-Security-Policy: the escaping alone keeps a grade_id that is markup from running."""
+    from nbconvert import HTMLExporter
+    from test_html_safety import NBGRADER_TEMPLATES, RELEASE_DIR
+    from traitlets.config import Config
+
+    from grading.courses.course_dir import REPO
+    nb = nbformat.read(RELEASE_DIR / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    cell.metadata.nbgrader.grade_id = f'x"><img src=x onerror="{PWN}">'
+    for graded in (c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")):
+        graded.metadata.nbgrader.score = 0.0   # what nbgrader's GetGrades adds from the gradebook
+    exporter = HTMLExporter(config=Config({"HTMLExporter": {
+        "template_name": "feedback",
+        "extra_template_basedirs": [str(REPO / "grading" / "templates"), str(NBGRADER_TEMPLATES)],
+        "extra_template_paths": [str(NBGRADER_TEMPLATES.parent / "static" / "node_modules" / "bootstrap" / "dist" /
+                                     "css")]}}))
+    resources = {"nbgrader": {"notebook": "backprop", "score": 1.0, "max_score": 10.0, "late_penalty": 0.0}}
+    page = tmp_path / "feedback.html"
+    page.write_text(exporter.from_notebook_node(nb, resources=resources)[0])
+    seen = visit(browser, page.as_uri())
+    assert (seen["title"], seen["pwned"], seen["dialogs"]) == ("backprop", None, [])

@@ -94,7 +94,8 @@ class SafeCollect(ExchangeCollect):
                 continue
             path = os.path.join(dest, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            mode = 0o664 if self.coursedir.groupshared else 0o644   # as nbgrader's copy leaves them
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
 
