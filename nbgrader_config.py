@@ -16,6 +16,7 @@ c = get_config()  # noqa: F821 -- provided by nbgrader when it loads this file
 # The course's own nbgrader plugins and preprocessors live in grading/ next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK  # noqa: E402 -- needs the sys.path entry above
+from grading.plugins.formgrader_pages import autoescape_formgrader_pages  # noqa: E402
 from grading.plugins.intake import refuse_unsafe_submissions  # noqa: E402
 from grading.plugins.quiet_logs import ignore_gradebook_sawarnings  # noqa: E402
 
@@ -123,6 +124,9 @@ c.CanvasCsvExport.canvas_assignment_id = ""
 # feedback and formgrader wrap long output lines instead of cutting them off (grading/plugins/wrap_output.py: in
 # GenerateFeedback.preprocessors above; for formgrader, grading/templates/formgrade/conf.json adds it to
 # nbgrader's formgrade template, after the step that resets the page's styles).
+# Formgrader's own pages (manage students, gradebook) escape every value, as its submission view does
+# (grading/plugins/formgrader_pages.py: nbgrader renders them without autoescaping, values from the URL included).
+autoescape_formgrader_pages()
 c.GenerateFeedback.exporter_class = "grading.plugins.feedback_page.OfflineFeedbackPage"
 c.HTMLExporter.extra_template_basedirs = [
     os.path.join(c.CourseDirectory.root, "grading", "templates"),

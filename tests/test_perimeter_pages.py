@@ -121,3 +121,25 @@ def test_a_grade_id_is_text_in_the_feedback_template(browser, tmp_path):  # noqa
     page.write_text(exporter.from_notebook_node(nb, resources=resources)[0])
     seen = visit(browser, page.as_uri())
     assert (seen["title"], seen["pwned"], seen["dialogs"]) == ("backprop", None, [])
+
+
+@pytest.mark.parametrize("page", ["manage_students/{}", "manage_students/rosa/{}", f"gradebook/{ASSIGNMENT}/{{}}"])
+def test_formgraders_own_pages_print_no_value_from_the_url_raw(graded, formgrader, browser, page):  # noqa: F811
+    """nbgrader renders these pages without autoescaping (grading/plugins/formgrader_pages.py turns it on)."""
+    from urllib.parse import quote
+    base, token = formgrader
+    payload = quote(f'";{PWN};"</script><img src=x onerror="{PWN}">', safe="")
+    seen = visit(browser, f"{base}/formgrader/{page.format(payload)}/?token={token}")
+    assert (seen["pwned"], seen["dialogs"]) == (None, []) and seen["title"] != "PWNED"
+
+
+def test_formgraders_own_pages_still_work(graded, formgrader, browser):  # noqa: F811
+    base, token = formgrader
+    context = browser.new_context(extra_http_headers={"Authorization": f"token {token}"})   # for its API calls
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/formgrader/manage_students/?token={token}")
+        page.wait_for_selector("text=rosa", timeout=30000)   # the table is filled by the page's own scripts
+        assert "Rosa" in page.inner_text("body")
+    finally:
+        context.close()
