@@ -111,12 +111,12 @@ c.Autograde.sanitize_preprocessors = [
 c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
 c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
 # The time zone of Moodle's grading worksheet (its downloader's): c.LmsCollector.lms_timezone.
+# Plain `nbgrader export` writes nbgrader's CSV through the bundle's exporter: the same columns, but a name or
+# other text starting with = + - @, a tab or CR gets a leading quote, never a live formula (grading/spreadsheet.py).
+c.ExportApp.plugin_class = "grading.plugins.lms_export.SafeCsvExport"
 # `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
 # assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
 # (The id is set to its default on purpose: each term's Canvas assignment has its own, to be filled in here.)
-# Plain `nbgrader export` writes nbgrader's CSV through the bundle's exporter: the same columns, but a roster name
-# or other text starting with = + - @, a tab or CR gets a leading quote, never a live formula (grading/spreadsheet.py).
-c.ExportApp.plugin_class = "grading.plugins.lms_export.SafeCsvExport"
 c.CanvasCsvExport.title = "In-class exercise 9"
 c.CanvasCsvExport.canvas_assignment_id = ""
 
@@ -139,7 +139,7 @@ c.HTMLExporter.extra_template_basedirs = [
 c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
 # collect (and formgrader's Collect button) copies regular files only, walked with lstat, never following a link,
 # and takes the submission time from the exchange host's ctimes, not from the student's timestamp.txt
-# (grading/plugins/safe_collect.py; docs/security.md, "The exchange"). c.SafeCollect.timestamp_tolerance: seconds
+# (grading/plugins/safe_collect.py; docs/security.md). c.SafeCollect.timestamp_tolerance: seconds
 # a timestamp.txt may disagree before it is reported; the intake's caps (c.SubmissionIntake.*) apply.
 c.ExchangeFactory.collect = "grading.plugins.safe_collect.SafeCollect"
 
