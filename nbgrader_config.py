@@ -13,6 +13,7 @@ from nbgrader.coursedir import CourseDirectory
 
 # The course's own nbgrader plugins and preprocessors: the grading package, installed into .venv by `make venv`.
 from grading.course import ASSIGNMENT, COURSE_ID, NOTEBOOK, REFERENCE_MODULE
+from grading.plugins.formgrader_pages import autoescape_formgrader_pages
 from grading.plugins.intake import refuse_unsafe_submissions
 from grading.plugins.quiet_logs import ignore_gradebook_sawarnings
 
@@ -118,6 +119,9 @@ c.Autograde.sanitize_preprocessors = [
 c.ZipCollectApp.extractor_plugin = "grading.plugins.lms_collector.SafeZipExtractor"
 c.ZipCollectApp.collector_plugin = "grading.plugins.lms_collector.LmsCollector"
 # The time zone of Moodle's grading worksheet (its downloader's): c.LmsCollector.lms_timezone.
+# Plain `nbgrader export` writes nbgrader's CSV through the bundle's exporter: the same columns, but a name or
+# other text starting with = + - @, a tab or CR gets a leading quote, never a live formula (grading/spreadsheet.py).
+c.ExportApp.plugin_class = "grading.plugins.lms_export.SafeCsvExport"
 # `make export` writes reports/canvas_grades.csv for this Canvas assignment: "<title> (<id>)", the id from the
 # assignment's URL (.../assignments/<id>); with no id, Canvas's import creates a new assignment named title.
 # (The id is set to its default on purpose: each term's Canvas assignment has its own, to be filled in here.)
@@ -128,6 +132,9 @@ c.CanvasCsvExport.canvas_assignment_id = ""
 # feedback and formgrader wrap long output lines instead of cutting them off (grading/plugins/wrap_output.py: in
 # GenerateFeedback.preprocessors above; for formgrader, grading/templates/formgrade/conf.json adds it to
 # nbgrader's formgrade template, after the step that resets the page's styles).
+# Formgrader's own pages (manage students, gradebook) escape every value, as its submission view does
+# (grading/plugins/formgrader_pages.py: nbgrader renders them without autoescaping, values from the URL included).
+autoescape_formgrader_pages()
 c.GenerateFeedback.exporter_class = "grading.plugins.feedback_page.OfflineFeedbackPage"
 c.HTMLExporter.extra_template_basedirs = [
     os.path.join(c.CourseDirectory.root, "grading", "templates"),
@@ -138,6 +145,11 @@ c.HTMLExporter.extra_template_basedirs = [
 # nbgrader's default root, /usr/local/share/nbgrader/exchange, under this course id; set c.Exchange.root to move it.
 # release_feedback skips, one line each, students whose submission did not come through the exchange.
 c.ExchangeFactory.release_feedback = "grading.plugins.release_feedback.ReleaseFeedback"
+# collect (and formgrader's Collect button) copies regular files only, walked with lstat, never following a link,
+# and takes the submission time from the exchange host's ctimes, not from the student's timestamp.txt
+# (grading/plugins/safe_collect.py; docs/security.md). c.SafeCollect.timestamp_tolerance: seconds
+# a timestamp.txt may disagree before it is reported; the intake's caps (c.SubmissionIntake.*) apply.
+c.ExchangeFactory.collect = "grading.plugins.safe_collect.SafeCollect"
 
 # Logs: stock nbgrader noise dropped or said once, late penalties as INFO, everything else unchanged
 # (grading/plugins/quiet_logs.py).

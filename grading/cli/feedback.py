@@ -10,6 +10,7 @@ from pathlib import Path
 
 from grading.class_grading.feedback import autograded_students, generate_feedback
 from grading.course import ASSIGNMENT
+from grading.terminal import clean_stdout
 
 
 def main(argv=None):
@@ -26,4 +27,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with clean_stdout():   # no control character of a student's reaches the terminal
+        main()

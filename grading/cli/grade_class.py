@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grading.class_grading.class_run import TASK_TIMEOUT, grade_class, plan_run
 from grading.course import ASSIGNMENT
+from grading.terminal import clean_stdout
 
 
 class Progress:
@@ -64,4 +65,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with clean_stdout():   # no control character of a student's reaches the terminal
+        main()

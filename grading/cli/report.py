@@ -13,6 +13,7 @@ from pathlib import Path
 from grading.course import ASSIGNMENT
 from grading.reporting import mistakes
 from grading.reporting.grades import format_table, load_report, plot_overview, write_csv
+from grading.terminal import clean_stdout
 
 
 def main(argv=None):
@@ -37,4 +38,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with clean_stdout():   # no control character of a student's reaches the terminal
+        main()

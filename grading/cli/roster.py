@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from grading.courses.roster import import_roster
+from grading.terminal import clean_stdout
 
 
 def main(argv=None):
@@ -27,4 +28,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with clean_stdout():   # no control character of a student's reaches the terminal
+        main()

@@ -7,18 +7,17 @@ The CSV has nbgrader's student columns (those of `nbgrader db student import`): 
 folder name under submitted/), ``first_name``, ``last_name``, ``email`` and ``lms_user_id`` (Canvas: the user's
 numeric id, the "ID" column of Canvas's gradebook export). Each row goes through nbgrader's
 ``Gradebook.update_or_create_student``; importing again updates. A row that cannot be used (no id, an id that
-is not a plain folder name, an id, email or LMS id another row has) is skipped with its one-line reason; the
-others are imported.
+is not a valid student id (grading/student_ids.py), an id, email or LMS id another row has) is skipped with its
+one-line reason; the others are imported.
 """
 import csv
-import re
 
 from nbgrader.api import Gradebook
 
 from grading.course_config import course_directory
+from grading.student_ids import id_problem
 
 FIELDS = ("id", "first_name", "last_name", "email", "lms_user_id")
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")   # a folder name in submitted/, on every OS
 UNIQUE = ("id", "email", "lms_user_id")
 
 
@@ -48,8 +47,8 @@ def problem(row, seen):
     """Why a roster row cannot be imported, or None."""
     if not row["id"]:
         return "no id"
-    if not SAFE_ID.match(row["id"]):
-        return f"id {row['id']!r} is not a plain folder name (letters, digits, . _ @ + -)"
+    if id_problem(row["id"]):
+        return id_problem(row["id"])
     for key in UNIQUE:
         if row[key] and row[key].lower() in seen[key]:
             return f"{key} {row[key]!r} is already on line {seen[key][row[key].lower()]}"

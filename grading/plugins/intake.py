@@ -39,11 +39,13 @@ from traitlets.config import LoggingConfigurable
 from traitlets.config.loader import ConfigFileNotFound
 
 from grading.course_config import load_course_config
+from grading.student_ids import id_problem, shown
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")]
 _REFUSED = "submission refused, nothing in it was read: "
+_STUDENT = "the student folder"
 
 
 class UnsafeSubmissionError(Exception):
@@ -86,6 +88,30 @@ class SubmissionIntake(LoggingConfigurable):
         except UnsafeSubmissionError:
             return {}
 
+    def read_entry(self, parent, name, read=True):
+        """({relative path: bytes} (empty unless ``read``), latest ctime) of the folder ``name`` in the directory
+        ``parent``, walked like a submission (the collect step reads the exchange's inbound entries with it);
+        raises :class:`UnsafeSubmissionError` with the one-line reason. The ctime is the latest the kernel saw
+        on the folder or anything in it: its owner can make it later, never earlier."""
+        budget = [self.max_files, self.max_total_mb << 20, 0.0]
+        try:
+            top = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = self._enter(top, name, "the submission folder")
+                if fd is None:
+                    raise UnsafeSubmissionError(f"{_REFUSED}it is gone")
+                try:
+                    budget[2] = os.fstat(fd).st_ctime
+                    files = {}
+                    self._walk_dir(fd, "", files if read else None, budget)
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(top)
+        except OSError as e:
+            raise UnsafeSubmissionError(f"{_REFUSED}it could not be listed ({type(e).__name__})") from None
+        return files, budget[2]
+
     def _walk(self, submitted, student, assignment, read):
         try:
             return self._walk_submission(submitted, student, assignment, read)
@@ -93,13 +119,13 @@ class SubmissionIntake(LoggingConfigurable):
             raise UnsafeSubmissionError(f"{_REFUSED}it could not be listed ({type(e).__name__})") from None
 
     def _walk_submission(self, submitted, student, assignment, read):
-        files, budget = {}, [self.max_files, self.max_total_mb << 20]
+        files, budget = {}, [self.max_files, self.max_total_mb << 20, 0.0]
         try:  # submitted/ itself is the instructor's (it may be a link); what is below it is the students'
             top = os.open(submitted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             return files
         try:
-            for name, label in ((student, "the student folder"), (assignment, "the assignment folder")):
+            for name, label in ((student, _STUDENT), (assignment, "the assignment folder")):
                 fd = self._enter(top, name, label)
                 if fd is None:
                     return files
@@ -114,6 +140,8 @@ class SubmissionIntake(LoggingConfigurable):
         """Descriptor of the directory ``name`` in ``parent``; None when absent; refused when not a directory."""
         if name in ("", ".", "..") or "/" in name:
             raise UnsafeSubmissionError(f"{_REFUSED}{label} {_shown(name)} is not a folder name")
+        if label == _STUDENT and id_problem(name):  # a folder of submitted/ that names no student id
+            raise UnsafeSubmissionError(f"{_REFUSED}{id_problem(name)}")
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
@@ -132,6 +160,7 @@ class SubmissionIntake(LoggingConfigurable):
         for entry in sorted(os.scandir(dir_fd), key=lambda e: e.name):
             path = f"{rel}{entry.name}"
             st = entry.stat(follow_symlinks=False)
+            budget[2] = max(budget[2], st.st_ctime)
             budget[0] -= 1
             if budget[0] < 0:
                 raise UnsafeSubmissionError(f"{_REFUSED}more than {self.max_files} files and folders")
@@ -144,7 +173,7 @@ class SubmissionIntake(LoggingConfigurable):
                 continue
             self._check_file(path, st, budget)
             if files is not None:
-                files[path] = self._read_file(dir_fd, entry.name, path)
+                files[path] = self._read_file(dir_fd, entry.name, path, budget)
 
     def _check_file(self, path, st, budget):
         if not stat.S_ISREG(st.st_mode):
@@ -156,13 +185,15 @@ class SubmissionIntake(LoggingConfigurable):
         if budget[1] < 0:
             raise UnsafeSubmissionError(f"{_REFUSED}its files add up to more than {self.max_total_mb} MiB")
 
-    def _read_file(self, dir_fd, name, path):
+    def _read_file(self, dir_fd, name, path, budget):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())  # what was opened, not what was listed
             if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
                 raise UnsafeSubmissionError(f"{_REFUSED}{_shown(path)} changed while it was read")
-            return f.read(st.st_size)
+            data = f.read(st.st_size)
+            budget[2] = max(budget[2], os.fstat(f.fileno()).st_ctime)  # a write during the read counts
+            return data
 
 
 def refuse_unsafe_submissions(autograde_class):
@@ -175,7 +206,7 @@ def refuse_unsafe_submissions(autograde_class):
         submitted = os.path.normpath(self.coursedir.format_path(self.coursedir.submitted_directory, ".", "."))
         reason = SubmissionIntake(parent=self).refusal(submitted, student_id, assignment_id)
         if reason:
-            self.log.error("%s: %s", student_id, reason)
+            self.log.error("%s: %s", shown(student_id), reason)
             raise UnsafeSubmissionError(reason)
         return original(self, assignment_id, student_id)
 

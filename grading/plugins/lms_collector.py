@@ -36,6 +36,7 @@ from nbgrader.utils import parse_utc
 from traitlets import Int, Unicode
 
 from grading.plugins.due_date import DueDate
+from grading.student_ids import id_problem
 
 CANVAS_FILE = re.compile(r"^(?P<name>.*?)_(?:(?P<late>LATE)_)?(?P<lms_id>\d+)_\d+_(?P<file>.+)$", re.IGNORECASE)
 MOODLE_FILE = re.compile(r"(?:^|/)(?P<name>[^/]*)_(?P<participant>\d+)_assignsubmission_file"
@@ -144,7 +145,10 @@ class LmsCollector(FileNameCollectorPlugin):
     @cached_property
     def students(self):
         with Gradebook(self.parent.coursedir.db_url, self.parent.coursedir.course_id) as gb:
-            return [(s.id, s.lms_user_id, s.email) for s in gb.students]
+            students = [(s.id, s.lms_user_id, s.email) for s in gb.students]
+        for refused in [s for s in students if id_problem(s[0])]:  # added by hand, not through `make roster`
+            self.log.warning("not collected: %s", id_problem(refused[0]))
+        return [s for s in students if not id_problem(s[0])]
 
     @cached_property
     def due_date(self):

@@ -11,6 +11,8 @@ nbgrader_config.py installs `QuietConsoleHandler` as the console handler of ever
 - "Config option `display_data_priority` not recognized by `ClearHiddenTests`": nbgrader's preprocessors
   redeclare that option without making it configurable, so nbconvert's HTML defaults trip traitlets' check.
 - "... is N seconds late", "Late submission penalty: ...": the late policy at work, INFO.
+- every line: control characters (escape sequences of a student id or grade id) shown as \\xNN text
+  (grading/terminal.py), never sent to the terminal raw.
 - SQLAlchemy's SAWarnings from nbgrader's gradebook code (autoflush notes of SQLAlchemy 2 on nbgrader 0.9).
 """
 import logging
@@ -18,6 +20,8 @@ import re
 import warnings
 
 import nbformat
+
+from grading.terminal import clean
 
 CHECKSUM_CHANGED = "Attribute '%s' for cell %s has changed! (should be: %s, got: %s)"  # OverwriteCells.report_change
 IGNORED = re.compile(r"Config option `display_data_priority` not recognized by `\w+`")
@@ -57,6 +61,9 @@ class QuietConsoleHandler(logging.StreamHandler):
         if record is None or record.levelno < self.level:  # a record made INFO is shown only where INFO is
             return False
         return super().handle(record)
+
+    def format(self, record):
+        return clean(super().format(record))
 
     def quieted(self, record):
         """The record to show (possibly made INFO), or None to drop it."""

@@ -4,7 +4,6 @@ plot_overview (`python -m grading.cli.report` prints and writes them).
 When grading a submission went wrong, its row gets a one-line "problem" note (an extra last column of the table
 and the CSV, present only when some student has one); see submission_problem for where the notes come from.
 """
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Optional
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
+from grading import spreadsheet
 from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.course import ASSIGNMENT, METADATA_KEY, PROBLEMS, PROBLEMS_FILE
 from grading.plugins.intake import SubmissionIntake
@@ -226,7 +226,7 @@ def write_csv(report, path):
     """One row per student: student, each item's points, total, penalty, score (and problem, when any)."""
     problems = _with_problems(report)
     with open(path, "w", newline="") as f:
-        out = csv.writer(f)
+        out = spreadsheet.writer(f)
         out.writerow(["student", *report.items, "total", "penalty", "score"] + (["problem"] if problems else []))
         for r in report.rows:
             out.writerow([r.student, *r.items.values(), r.total, r.penalty, r.score]

@@ -11,13 +11,13 @@ records after sanitizing has dropped every cell's student-written metadata (grad
 A test cell's records must be exactly the sub-checks of one item, in the checker's order, or none of them is
 counted and the report gets a note.
 """
-import csv
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from grading import spreadsheet
 from grading.course import ASSIGNMENT, CHECKS, METADATA_KEY, TRUSTED_MODULES
 from grading.course_config import course_id as course_id_of, gradebook_url
 from grading.reporting import bounded_read
@@ -190,7 +190,7 @@ def format_table(rows, class_size):
 
 def write_csv(rows, class_size, path):
     with open(path, "w", newline="") as f:
-        out = csv.writer(f)
+        out = spreadsheet.writer(f)
         out.writerow(["item", "sub_check", "mistake", "students", "class_size", "student_ids"])
         for item, check, mistake, who in rows:
             out.writerow([item, check, mistake, len(who), class_size, " ".join(who)])
